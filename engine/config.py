@@ -1,0 +1,42 @@
+"""Settings of the engine, read from the environment with sensible defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_database_url() -> str:
+    var_dir = PROJECT_ROOT / "var"
+    return f"sqlite:///{var_dir / 'hospital.db'}"
+
+
+@dataclass
+class Settings:
+    database_url: str = field(default_factory=default_database_url)
+    timezone: str = "Asia/Shanghai"
+    workflows_dir: Path = PROJECT_ROOT / "workflows"
+    # Seconds a script or expression may run before it is stopped.
+    script_time_limit: float = 2.0
+    # Tasks whose due time is closer than this are "due soon" (amber).
+    due_soon_minutes: int = 60
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values: dict = {}
+        if os.environ.get("DATABASE_URL"):
+            values["database_url"] = os.environ["DATABASE_URL"]
+        if os.environ.get("HOSPITAL_TIMEZONE"):
+            values["timezone"] = os.environ["HOSPITAL_TIMEZONE"]
+        if os.environ.get("WORKFLOWS_DIR"):
+            values["workflows_dir"] = Path(os.environ["WORKFLOWS_DIR"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

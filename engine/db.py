@@ -1,0 +1,120 @@
+"""Database connection, transactions and schema migrations.
+
+One engine command is one transaction (`Database.transaction()`). On SQLite, command
+transactions begin with BEGIN IMMEDIATE so that writers queue instead of failing on a stale
+snapshot; on PostgreSQL instance rows are locked with SELECT ... FOR UPDATE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; accept the plain postgresql:// spelling.
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://"):]
+    return url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite:///:memory:":
+        return Path(url[len(prefix):])
+    return None
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False):
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            path = _sqlite_path(self.url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(self.url, echo=echo,
+                                        connect_args={"check_same_thread": False, "timeout": 30})
+            self._setup_sqlite(self.engine)
+            self.write_engine = self.engine.execution_options(sqlite_immediate=True)
+        else:
+            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True, pool_size=10,
+                                        max_overflow=20)
+            self.write_engine = self.engine
+        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @staticmethod
+    def _setup_sqlite(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record):
+            # Let SQLAlchemy emit BEGIN itself (pysqlite's own transaction handling is off).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            if conn.get_execution_options().get("sqlite_immediate"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write unit of work: commits on success, rolls back on any error."""
+        session = self._write_sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A read-only session (no write lock taken on SQLite)."""
+        session = self._read_sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return cfg
+
+    def upgrade(self) -> None:
+        """Create the schema or bring it to the newest migration."""
+        cfg = self.alembic_config()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def is_empty(self) -> bool:
+        return not inspect(self.engine).has_table("users")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,130 @@
+"""The script engine every workflow runs with.
+
+`${…}` / `#{…}` text is the Camunda expression language (`engine.dialect.juel`); anything else
+that SpiffWorkflow evaluates (Python conditions, script tasks) runs in the sandbox
+(`engine.sandbox`). SpiffWorkflow does not serialize the script engine, so the engine sets a new
+one on every load: a loaded instance is always sandboxed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+
+from engine.dialect import juel
+from engine.sandbox import SandboxedEnvironment, SandboxedScriptEngine
+
+
+@dataclass
+class Runtime:
+    """What expressions can reach while one command runs."""
+
+    now: Callable[[], datetime]
+    tz: ZoneInfo
+    functions: Mapping[str, Callable] = field(default_factory=dict)
+    # (key, binding, version, variables, task) -> result list
+    evaluate_decision: Callable[..., list[dict]] | None = None
+    business_key: str | None = None
+    instance_id: str | None = None
+
+
+class DialectScriptEngine(SandboxedScriptEngine):
+    def __init__(self, runtime: Runtime):
+        super().__init__(environment=SandboxedEnvironment(environment_globals=dict(runtime.functions)))
+        self.runtime = runtime
+
+    # -- clock ---------------------------------------------------------------------------------
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.runtime.tz
+
+    def now(self) -> datetime:
+        return self.runtime.now()
+
+    # -- expressions ---------------------------------------------------------------------------
+    def _execution(self, task) -> juel.ExecutionContext:
+        return juel.ExecutionContext(
+            variables=task.data,
+            business_key=self.runtime.business_key,
+            process_instance_id=self.runtime.instance_id,
+            activity_id=getattr(task.task_spec, "bpmn_id", None),
+        )
+
+    def _juel(self, task, text: str, attribute: str | None = None) -> Any:
+        try:
+            template = juel.compile_template(text)
+            return template.evaluate(task.data, functions=self.runtime.functions,
+                                     execution=self._execution(task), now=self.now())
+        except (juel.JuelSyntaxError, juel.JuelEvaluationError) as exc:
+            where = f" in {attribute}" if attribute else ""
+            raise WorkflowTaskException(f"expression '{text}'{where}: {exc}", task=task, exception=exc) from exc
+
+    def evaluate(self, task, expression, external_context=None):
+        if expression is not None and juel.is_expression(expression):
+            return self._juel(task, expression)
+        return super().evaluate(task, expression, external_context)
+
+    def evaluate_attribute(self, task, text: str, attribute: str | None = None) -> Any:
+        """A camunda attribute: `${…}` is evaluated, plain text is taken literally."""
+        if text is None:
+            return None
+        if juel.is_expression(text):
+            return self._juel(task, text, attribute)
+        return text
+
+    def evaluate_parameter(self, task, param: Mapping[str, Any]) -> Any:
+        kind = param.get("kind")
+        if kind == "text":
+            return self.evaluate_attribute(task, param.get("value", ""), f"parameter '{param.get('name')}'")
+        if kind == "list":
+            return [self.evaluate_parameter(task, item) for item in param.get("items", [])]
+        if kind == "map":
+            return {e["key"]: self.evaluate_parameter(task, e) for e in param.get("entries", [])}
+        if kind == "script":
+            return super().evaluate(task, param.get("value", ""))
+        raise WorkflowTaskException(f"parameter '{param.get('name')}' of kind {kind} is not supported",
+                                    task=task)
+
+    def evaluate_timer_expression(self, task, text: str) -> Any:
+        if juel.is_expression(text):
+            return self._juel(task, text, "timer")
+        return text.strip()
+
+    def to_datetime(self, value: Any, task, attribute: str) -> datetime | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, datetime):
+            result = value
+        elif isinstance(value, date):
+            result = datetime.combine(value, time(0, 0))
+        elif isinstance(value, str):
+            try:
+                result = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise WorkflowTaskException(
+                    f"{attribute}: '{value}' is not an ISO 8601 date-time", task=task, exception=exc) from exc
+        else:
+            raise WorkflowTaskException(f"{attribute}: {value!r} is not a date-time", task=task)
+        if result.tzinfo is None:
+            result = result.replace(tzinfo=self.tz)
+        return result.astimezone(timezone.utc)
+
+    # -- decisions -----------------------------------------------------------------------------
+    def evaluate_decision(self, task, key: str, *, binding: str = "latest", version: int | None = None):
+        if self.runtime.evaluate_decision is None:
+            raise WorkflowTaskException("decisions cannot be evaluated here", task=task)
+        return self.runtime.evaluate_decision(key, binding, version, task.data, task)
+
+    def map_decision_result(self, task, result: list[dict], mode: str):
+        from engine.dialect import dmn
+
+        try:
+            return dmn.map_decision_result(result, mode)
+        except Exception as exc:
+            raise WorkflowTaskException(f"camunda:mapDecisionResult={mode}: {exc}", task=task,
+                                        exception=exc) from exc

@@ -1,0 +1,1117 @@
+"""The engine's service layer: every use case is one method and one transaction.
+
+    engine = WorkflowEngine.from_settings(Settings.from_env())
+    engine.deploy_directory()
+    instance = engine.start("complaint", business_key="TS-2026-0001", variables={...}, user="frontdesk")
+    engine.complete(task_id, {"facts": "..."}, user="head_surgery")
+
+A command loads the instance under a lock (row lock on PostgreSQL, BEGIN IMMEDIATE on SQLite, and
+an optimistic version counter everywhere), runs SpiffWorkflow, then saves the state, the task table,
+timers, message subscriptions, variables and history, and commits — or changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent as StartEventMixin
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from engine import calendar as hospital_calendar
+from engine.clock import Clock
+from engine.config import Settings
+from engine.db import Database
+from engine.deployment import Deployer, DeploymentResult, workflow_files
+from engine.dialect import dmn
+from engine.dialect.scripting import DialectScriptEngine, Runtime
+from engine.dialect.specs import ExternalServiceTask, HumanTask, timer_due
+from engine.errors import Conflict, EngineError, InvalidInput, NotFound, ProcessError
+from engine.forms import TaskForm
+from engine.models import (
+    DecisionDefinition,
+    Group,
+    HistoryEvent,
+    InstanceVariable,
+    MessageSubscription,
+    ProcessDefinition,
+    ProcessInstance,
+    Resource,
+    Task,
+    TaskCandidate,
+    Timer,
+    User,
+)
+from engine.serialization import StateSerializer
+
+# Variables shown in lists and searched by (patient name or number, case number).
+SEARCH_VARIABLES = ("patientName", "patientNo", "patientId", "medicalRecordNo", "complainantName",
+                    "caseNo", "bedNo", "ward")
+MAX_VARIABLE_NAME = 255
+
+
+@dataclass
+class Command:
+    """What one command did, for the save step and history."""
+
+    user: str | None
+    action: str
+    events: list[dict] = field(default_factory=list)
+    completed_task_id: str | None = None
+
+
+@dataclass
+class TaskQuery:
+    assignee: str | None = None
+    candidate_user: str | None = None
+    candidate_groups: list[str] | None = None
+    # "visible to" = assigned to the user, or offered to the user or one of the user's groups
+    visible_to_user: str | None = None
+    visible_to_groups: list[str] | None = None
+    unassigned: bool | None = None
+    process_key: str | None = None
+    business_key: str | None = None
+    instance_id: str | None = None
+    element_id: str | None = None
+    overdue: bool | None = None
+    sla_states: list[str] | None = None
+    search: str | None = None
+    status: str = "open"
+    sort: str = "due"  # due | priority | created
+    offset: int = 0
+    limit: int = 50
+
+
+def _variable_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "Boolean"
+    if isinstance(value, int):
+        return "Long" if abs(value) > 2**31 - 1 else "Integer"
+    if isinstance(value, float | Decimal):
+        return "Double"
+    if isinstance(value, datetime):
+        return "Date"
+    if isinstance(value, date):
+        return "Date"
+    if isinstance(value, str):
+        return "String"
+    return "Json"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def check_variables(variables: Mapping[str, Any] | None) -> dict[str, Any]:
+    if variables is None:
+        return {}
+    if not isinstance(variables, Mapping):
+        raise InvalidInput("variables must be an object of name → value")
+    out = {}
+    for name, value in variables.items():
+        if not isinstance(name, str) or not name or len(name) > MAX_VARIABLE_NAME:
+            raise InvalidInput(f"variable name {name!r} is not valid")
+        if name.startswith("_"):
+            raise InvalidInput(f"variable name '{name}' must not start with '_'")
+        out[name] = value
+    return out
+
+
+class WorkflowEngine:
+    def __init__(self, db: Database, settings: Settings | None = None, clock: Clock | None = None,
+                 calendar: hospital_calendar.HospitalCalendar | None = None):
+        self.db = db
+        self.settings = settings or Settings()
+        self.clock = clock or Clock()
+        self.serializer = StateSerializer()
+        self.deployer = Deployer(self)
+        self._calendar = calendar
+        self._calendar_lock = threading.Lock()
+        self._functions: dict | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock | None = None) -> "WorkflowEngine":
+        return cls(Database(settings.database_url), settings, clock)
+
+    # ------------------------------------------------------------------ calendar & functions --
+    @property
+    def calendar(self) -> hospital_calendar.HospitalCalendar:
+        with self._calendar_lock:
+            if self._calendar is None:
+                self._calendar = self._build_calendar()
+            return self._calendar
+
+    def _build_calendar(self):
+        from engine.models import CalendarDay, CalendarYear
+
+        overrides, confirmed = {}, set()
+        try:
+            with self.db.reader() as s:
+                for row in s.execute(select(CalendarDay)).scalars():
+                    overrides[row.day] = hospital_calendar.OverrideDay(is_working=row.is_working, name=row.name)
+                confirmed = {row.year for row in s.execute(select(CalendarYear)).scalars()}
+        except Exception:  # the tables do not exist yet (before the first migration)
+            pass
+        config = hospital_calendar.CalendarConfig(timezone=self.settings.timezone, overrides=overrides,
+                                                  confirmed_years=confirmed)
+        return hospital_calendar.HospitalCalendar(config)
+
+    def reload_calendar(self) -> None:
+        with self._calendar_lock:
+            self._calendar = None
+            self._functions = None
+
+    def functions(self) -> dict:
+        if self._functions is None:
+            self._functions = dict(hospital_calendar.diagram_functions(self.calendar, self.clock.now))
+        return self._functions
+
+    def function_names(self) -> set[str]:
+        return set(self.functions())
+
+    # ------------------------------------------------------------------------------- schema ---
+    def init_db(self) -> None:
+        self.db.upgrade()
+
+    # --------------------------------------------------------------------------- deployment ---
+    def deploy(self, files: list[tuple[str, bytes]], *, name: str = "deployment", source: str | None = None,
+               user: str | None = None, changed_only: bool = True,
+               tenant_id: str | None = None) -> DeploymentResult:
+        with self.db.transaction() as s:
+            result = self.deployer.deploy(s, files, name=name, source=source, user=user,
+                                          changed_only=changed_only, tenant_id=tenant_id)
+            if result.created:
+                self._record(s, None, user, "deploy", details={
+                    "deployment": result.deployment_id, "name": name,
+                    "processes": [f"{d['key']}:{d['version']}" for d in result.process_definitions],
+                    "decisions": [f"{d['key']}:{d['version']}" for d in result.decision_definitions]})
+                self._schedule_start_timers(s, result)
+        return result
+
+    def deploy_directory(self, directory: Path | None = None, *, user: str | None = None) -> DeploymentResult:
+        directory = Path(directory or self.settings.workflows_dir)
+        files = workflow_files(directory)
+        return self.deploy(files, name=directory.name, source="workflows", user=user, changed_only=True)
+
+    def _schedule_start_timers(self, s: Session, result: DeploymentResult) -> None:
+        from engine.dialect import timers as timer_lang
+
+        for d in result.process_definitions:
+            row = s.get(ProcessDefinition, d["id"])
+            # A new version replaces the start timers of the older ones (as Camunda does).
+            older = select(ProcessDefinition.id).where(ProcessDefinition.key == row.key,
+                                                       ProcessDefinition.id != row.id)
+            s.execute(delete(Timer).where(Timer.instance_id.is_(None), Timer.definition_id.in_(older)))
+            for st in row.start_timers or []:
+                expression = st["expression"]
+                try:
+                    value = expression
+                    if "${" in expression or "#{" in expression:
+                        from engine.dialect import juel
+
+                        value = juel.compile_template(expression).evaluate(
+                            {}, functions=self.functions(), now=self.clock.now())
+                    schedule = timer_lang.parse_timer(st["kind"], value, self.settings.tz)
+                except Exception as exc:
+                    raise EngineError(f"{row.resource_name}, element '{st['element']}': timer start event "
+                                      f"'{expression}' cannot be scheduled: {exc}") from exc
+                due = schedule.first_due(self.clock.now())
+                if due is None:
+                    continue
+                s.add(Timer(id=str(uuid.uuid4()), instance_id=None, definition_id=row.id, task_id=None,
+                            element_id=st["element"], due_at=due, status="pending", fired_count=0,
+                            schedule=schedule.to_dict()))
+
+    # ------------------------------------------------------------------------- definitions ----
+    def latest_definition(self, s: Session, key: str) -> ProcessDefinition:
+        row = s.execute(select(ProcessDefinition).where(ProcessDefinition.key == key)
+                        .order_by(ProcessDefinition.version.desc()).limit(1)).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"no process with key '{key}' is deployed", process_key=key)
+        return row
+
+    def list_definitions(self, key: str | None = None, latest_only: bool = False) -> list[dict]:
+        with self.db.reader() as s:
+            q = select(ProcessDefinition).order_by(ProcessDefinition.key, ProcessDefinition.version.desc())
+            if key:
+                q = q.where(ProcessDefinition.key == key)
+            rows = s.execute(q).scalars().all()
+            out, seen = [], set()
+            for r in rows:
+                if latest_only and r.key in seen:
+                    continue
+                seen.add(r.key)
+                out.append(self._definition_dict(r))
+            return out
+
+    def get_definition(self, definition_id: str) -> dict:
+        with self.db.reader() as s:
+            row = s.get(ProcessDefinition, definition_id)
+            if row is None:
+                raise NotFound(f"process definition '{definition_id}' does not exist")
+            return self._definition_dict(row)
+
+    def definition_xml(self, definition_id: str) -> tuple[str, bytes]:
+        with self.db.reader() as s:
+            row = s.get(ProcessDefinition, definition_id) or s.get(DecisionDefinition, definition_id)
+            if row is None:
+                raise NotFound(f"definition '{definition_id}' does not exist")
+            res = s.get(Resource, row.resource_id)
+            return res.name, res.content
+
+    @staticmethod
+    def _definition_dict(r: ProcessDefinition) -> dict:
+        return {"id": r.id, "key": r.key, "version": r.version, "name": r.name,
+                "deployment_id": r.deployment_id, "resource": r.resource_name,
+                "created_at": r.created_at, "start_timers": r.start_timers,
+                "start_messages": r.start_messages}
+
+    # ----------------------------------------------------------------------- decisions --------
+    def _decision_row(self, s: Session, key: str, binding: str = "latest", version: int | None = None,
+                      deployment_id: str | None = None) -> DecisionDefinition:
+        q = select(DecisionDefinition).where(DecisionDefinition.key == key)
+        if binding == "version":
+            if version is None:
+                raise ProcessError(f"decision '{key}': binding 'version' needs camunda:decisionRefVersion")
+            q = q.where(DecisionDefinition.version == version)
+        elif binding == "deployment" and deployment_id:
+            q = q.where(DecisionDefinition.deployment_id == deployment_id)
+        elif version is not None:
+            q = q.where(DecisionDefinition.version == version)
+        row = s.execute(q.order_by(DecisionDefinition.version.desc()).limit(1)).scalar_one_or_none()
+        if row is None:
+            what = f"version {version} of " if version is not None else ""
+            raise NotFound(f"{what}decision '{key}' is not deployed", decision_key=key)
+        return row
+
+    def _evaluate_decision_row(self, s: Session, row: DecisionDefinition, variables: Mapping) -> list[dict]:
+        res = s.get(Resource, row.resource_id)
+        model = dmn.parse_dmn(res.content, res.name)
+        return model.evaluate(row.key, variables)
+
+    def evaluate_decision(self, key: str | None = None, variables: Mapping | None = None, *,
+                          definition_id: str | None = None, version: int | None = None) -> list[dict]:
+        """Evaluate a deployed decision on its own (process owners test tables this way)."""
+        variables = check_variables(variables)
+        with self.db.reader() as s:
+            if definition_id:
+                row = s.get(DecisionDefinition, definition_id)
+                if row is None:
+                    raise NotFound(f"decision definition '{definition_id}' does not exist")
+            else:
+                row = self._decision_row(s, key, version=version)
+            try:
+                return self._evaluate_decision_row(s, row, variables)
+            except dmn.DmnEvaluationError as exc:
+                raise ProcessError(f"decision '{row.key}' version {row.version}: {exc}",
+                                   decision_key=row.key) from exc
+
+    def list_decisions(self, key: str | None = None) -> list[dict]:
+        with self.db.reader() as s:
+            q = select(DecisionDefinition).order_by(DecisionDefinition.key, DecisionDefinition.version.desc())
+            if key:
+                q = q.where(DecisionDefinition.key == key)
+            return [{"id": r.id, "key": r.key, "version": r.version, "name": r.name,
+                     "deployment_id": r.deployment_id, "resource": r.resource_name}
+                    for r in s.execute(q).scalars()]
+
+    # ------------------------------------------------------------------- loading & saving -----
+    def _runtime(self, s: Session, row: ProcessInstance | None, definition: ProcessDefinition) -> Runtime:
+        def evaluate(key, binding, version, variables, task):
+            try:
+                drow = self._decision_row(s, key, binding, version, definition.deployment_id)
+                return self._evaluate_decision_row(s, drow, variables)
+            except NotFound as exc:
+                raise WorkflowTaskException(exc.message, task=task) from exc
+            except dmn.DmnEvaluationError as exc:
+                raise WorkflowTaskException(f"decision '{key}': {exc}", task=task) from exc
+
+        return Runtime(now=self.clock.now, tz=self.settings.tz, functions=self.functions(),
+                       evaluate_decision=evaluate,
+                       business_key=row.business_key if row is not None else None,
+                       instance_id=row.id if row is not None else None)
+
+    def _load(self, s: Session, instance_id: str, *, for_update: bool = True):
+        q = select(ProcessInstance).where(ProcessInstance.id == instance_id)
+        if for_update and not self.db.is_sqlite:
+            q = q.with_for_update()
+        row = s.execute(q).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"process instance '{instance_id}' does not exist", instance_id=instance_id)
+        if row.status != "active":
+            raise Conflict(f"process instance '{instance_id}' is {row.status}", instance_id=instance_id,
+                           status=row.status)
+        definition = s.get(ProcessDefinition, row.definition_id)
+        spec, subprocess_specs = self.serializer.load_spec(definition.id, definition.spec)
+        workflow = self.serializer.load_state(row.state, spec, subprocess_specs)
+        workflow.script_engine = DialectScriptEngine(self._runtime(s, row, definition))
+        return row, definition, workflow
+
+    def _run_engine(self, workflow: BpmnWorkflow, definition: ProcessDefinition) -> None:
+        try:
+            workflow.refresh_timers()
+            workflow.do_engine_steps()
+        except SpiffWorkflowException as exc:
+            raise self._process_error(exc, definition) from exc
+
+    @staticmethod
+    def _process_error(exc: Exception, definition: ProcessDefinition) -> ProcessError:
+        task = getattr(exc, "task", None)
+        element = getattr(getattr(task, "task_spec", None), "bpmn_id", None) if task else None
+        message = exc.args[0] if exc.args else str(exc)
+        notes = getattr(exc, "__notes__", None)
+        inner = getattr(exc, "error_type", None)
+        detail = f"{message}" + (f" ({inner})" if inner and inner not in str(message) else "")
+        if notes:
+            detail += " " + " ".join(str(n) for n in notes)
+        return ProcessError(f"{definition.resource_name}, element '{element or '?'}': {detail}",
+                            element=element, process_key=definition.key)
+
+    @staticmethod
+    def _variables(workflow: BpmnWorkflow) -> dict:
+        if workflow.completed:
+            return dict(workflow.data)
+        merged: dict = {}
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+            merged.update(task.data)
+        if not merged and workflow.last_task is not None:
+            merged.update(workflow.last_task.data)
+        return merged
+
+    @staticmethod
+    def _finished_ids(workflow: BpmnWorkflow) -> set:
+        return {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
+
+    def _save(self, s: Session, row: ProcessInstance, definition: ProcessDefinition, workflow: BpmnWorkflow,
+              cmd: Command, *, before_vars: dict, before_done: set, is_new: bool = False) -> None:
+        now = self.clock.now()
+        after_vars = self._variables(workflow)
+
+        # the path taken: every diagram element completed in this command
+        for t in workflow.get_tasks(state=TaskState.COMPLETED):
+            if t.id in before_done:
+                continue
+            bpmn_id = getattr(t.task_spec, "bpmn_id", None)
+            if bpmn_id is None:
+                continue
+            event = {"action": "element", "element_id": bpmn_id,
+                     "element_name": getattr(t.task_spec, "bpmn_name", None), "task_id": str(t.id),
+                     "details": {"type": type(t.task_spec).__name__}}
+            if str(t.id) == cmd.completed_task_id:
+                continue
+            cmd.events.append(event)
+
+        changed = {k: v for k, v in after_vars.items() if k not in before_vars or before_vars[k] != v}
+        removed = [k for k in before_vars if k not in after_vars]
+
+        if workflow.completed:
+            row.status = "completed"
+            row.ended_at = now
+            row.state = self.serializer.dump_data(workflow.data)
+            cmd.events.append({"action": "end", "details": {}})
+        else:
+            row.state = self.serializer.dump_state(workflow)
+
+        summary = {k: _json_safe(after_vars[k]) for k in SEARCH_VARIABLES if after_vars.get(k) not in (None, "")}
+        if summary != (row.summary or {}):
+            row.summary = summary
+        search = " ".join([row.business_key or ""] + [str(v) for v in summary.values()]).strip()
+        row.search_text = search or None
+
+        if is_new:
+            s.add(row)
+            s.flush()
+        else:
+            new_version = row.version + 1
+            result = s.execute(
+                update(ProcessInstance).where(ProcessInstance.id == row.id,
+                                              ProcessInstance.version == row.version)
+                .values(state=row.state, status=row.status, ended_at=row.ended_at, version=new_version,
+                        summary=row.summary, search_text=row.search_text)
+                .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                raise Conflict("the instance was changed by someone else at the same time; reload and retry",
+                               instance_id=row.id)
+            row.version = new_version
+            s.expire(row)
+
+        self._save_variables(s, row.id, changed, removed, is_new)
+        self._sync_tasks(s, row, definition, workflow, cmd, search, now)
+        self._sync_waits(s, row, workflow, now)
+
+        for event in cmd.events:
+            details = event.get("details") or {}
+            self._record(s, row.id, cmd.user, event["action"], element_id=event.get("element_id"),
+                         element_name=event.get("element_name"), task_id=event.get("task_id"),
+                         details=details, at=now)
+        if changed or removed:
+            self._record(s, row.id, cmd.user, "variables", details={
+                "changed": {k: _json_safe(v) for k, v in changed.items()}, "removed": removed}, at=now)
+
+    def _save_variables(self, s: Session, instance_id: str, changed: dict, removed: list, is_new: bool):
+        if removed:
+            s.execute(delete(InstanceVariable).where(InstanceVariable.instance_id == instance_id,
+                                                     InstanceVariable.name.in_(removed)))
+        if not changed:
+            return
+        if not is_new:
+            s.execute(delete(InstanceVariable).where(InstanceVariable.instance_id == instance_id,
+                                                     InstanceVariable.name.in_(list(changed))))
+        rows = []
+        for name, value in changed.items():
+            safe = _json_safe(value)
+            text = None
+            if isinstance(safe, str | int | float | bool) and not isinstance(safe, dict | list):
+                text = str(safe).lower() if isinstance(safe, bool) else str(safe)
+                text = text[:512]
+            rows.append({"instance_id": instance_id, "name": name, "value": safe, "text_value": text,
+                         "type_name": _variable_type(value)})
+        s.execute(InstanceVariable.__table__.insert(), rows)
+
+    def _sync_tasks(self, s, row, definition, workflow, cmd, search, now):
+        open_rows = {t.id: t for t in s.execute(
+            select(Task).where(Task.instance_id == row.id, Task.status == "open")).scalars()}
+        ready = {}
+        if not workflow.completed:
+            for t in workflow.get_tasks(state=TaskState.READY, manual=True):
+                if isinstance(t.task_spec, HumanTask) or (t.task_spec.manual and not isinstance(
+                        t.task_spec, ExternalServiceTask)):
+                    ready[str(t.id)] = t
+        for task_id, task_row in open_rows.items():
+            if task_id not in ready:
+                if task_id == cmd.completed_task_id:
+                    task_row.status = "completed"
+                    task_row.completed_at = now
+                    task_row.completed_by = cmd.user
+                else:
+                    task_row.status = "cancelled"
+                    task_row.completed_at = now
+                s.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task_id))
+        for task_id, t in ready.items():
+            if task_id in open_rows:
+                continue
+            a = t.internal_data.get("assignment") or {}
+            ext = t.task_spec.extensions or {}
+            due = datetime.fromisoformat(a["dueDate"]) if a.get("dueDate") else None
+            follow = datetime.fromisoformat(a["followUpDate"]) if a.get("followUpDate") else None
+            task_row = Task(
+                id=task_id, instance_id=row.id, definition_id=definition.id, process_key=definition.key,
+                business_key=row.business_key, element_id=t.task_spec.bpmn_id,
+                name=t.task_spec.bpmn_name or t.task_spec.bpmn_id, status="open",
+                assignee=a.get("assignee"), candidate_users=a.get("candidateUsers") or [],
+                candidate_groups=a.get("candidateGroups") or [], created_at=now, due_at=due,
+                follow_up_at=follow, priority=a.get("priority", 50), form_key=ext.get("formKey"),
+                sla_state=self.sla_state(due, now), search_text=search)
+            s.add(task_row)
+            candidates = [{"task_id": task_id, "kind": "user", "ident": u} for u in task_row.candidate_users]
+            candidates += [{"task_id": task_id, "kind": "group", "ident": g} for g in task_row.candidate_groups]
+            if candidates:
+                s.flush()
+                s.execute(TaskCandidate.__table__.insert(), candidates)
+            cmd.events.append({"action": "task_created", "element_id": t.task_spec.bpmn_id,
+                               "element_name": task_row.name, "task_id": task_id,
+                               "details": {"assignee": task_row.assignee,
+                                           "candidate_groups": task_row.candidate_groups,
+                                           "due_at": due.isoformat() if due else None}})
+
+    def sla_state(self, due: datetime | None, now: datetime) -> str:
+        if due is None:
+            return "on_time"
+        if due <= now:
+            return "overdue"
+        if due - now <= timedelta(minutes=self.settings.due_soon_minutes):
+            return "due_soon"
+        return "on_time"
+
+    def _sync_waits(self, s: Session, row: ProcessInstance, workflow: BpmnWorkflow, now: datetime) -> None:
+        """Timers and message subscriptions of the waiting catch events."""
+        timers, messages = {}, {}
+        if not workflow.completed:
+            for t in workflow.get_tasks(state=TaskState.WAITING):
+                spec = t.task_spec
+                if not isinstance(spec, CatchingEvent):
+                    continue
+                definitions = getattr(spec.event_definition, "event_definitions", [spec.event_definition])
+                for ed in definitions:
+                    if isinstance(ed, TimerEventDefinition):
+                        due = timer_due(t)
+                        if due is not None:
+                            timers[str(t.id)] = (spec.bpmn_id, due)
+                    elif isinstance(ed, MessageEventDefinition):
+                        messages[(str(t.id), ed.name)] = spec.bpmn_id
+        existing_timers = {t.task_id: t for t in s.execute(
+            select(Timer).where(Timer.instance_id == row.id)).scalars()}
+        for task_id, timer in existing_timers.items():
+            if task_id not in timers:
+                s.delete(timer)
+            else:
+                element, due = timers[task_id]
+                if timer.due_at != due or timer.status != "pending":
+                    timer.due_at, timer.status = due, "pending"
+                    timer.lease_owner = timer.lease_until = None
+        for task_id, (element, due) in timers.items():
+            if task_id not in existing_timers:
+                s.add(Timer(id=str(uuid.uuid4()), instance_id=row.id, task_id=task_id, element_id=element,
+                            due_at=due, status="pending", fired_count=0))
+        existing_subs = {(m.task_id, m.message_name): m for m in s.execute(
+            select(MessageSubscription).where(MessageSubscription.instance_id == row.id)).scalars()}
+        for key, sub in existing_subs.items():
+            if key not in messages:
+                s.delete(sub)
+        for (task_id, name), element in messages.items():
+            if (task_id, name) not in existing_subs:
+                s.add(MessageSubscription(id=str(uuid.uuid4()), instance_id=row.id, task_id=task_id,
+                                          element_id=element, message_name=name,
+                                          business_key=row.business_key))
+
+    def _record(self, s: Session, instance_id: str | None, user: str | None, action: str, *,
+                element_id=None, element_name=None, task_id=None, details=None, at=None) -> None:
+        s.add(HistoryEvent(instance_id=instance_id, at=at or self.clock.now(), user=user, action=action,
+                           element_id=element_id, element_name=element_name, task_id=task_id,
+                           details=_json_safe(details or {})))
+
+    # ------------------------------------------------------------------------ commands --------
+    def start(self, process_key: str | None = None, *, definition_id: str | None = None,
+              business_key: str | None = None, variables: Mapping[str, Any] | None = None,
+              user: str | None = None, parent_instance_id: str | None = None,
+              start_event: str | None = None) -> dict:
+        """Start an instance of the newest version of `process_key` (or of `definition_id`)."""
+        variables = check_variables(variables)
+        if business_key is not None and (not isinstance(business_key, str) or len(business_key) > 255):
+            raise InvalidInput("businessKey must be text of at most 255 characters")
+        with self.db.transaction() as s:
+            return self._start(s, process_key, definition_id, business_key, variables, user,
+                               parent_instance_id, start_event)
+
+    def _start(self, s, process_key, definition_id, business_key, variables, user, parent_instance_id,
+               start_event=None) -> dict:
+        if definition_id:
+            definition = s.get(ProcessDefinition, definition_id)
+            if definition is None:
+                raise NotFound(f"process definition '{definition_id}' does not exist",
+                               definition_id=definition_id)
+        elif process_key:
+            definition = self.latest_definition(s, process_key)
+        else:
+            raise InvalidInput("give a process key or a definition id")
+        spec, subprocess_specs = self.serializer.load_spec(definition.id, definition.spec)
+        now = self.clock.now()
+        row = ProcessInstance(id=str(uuid.uuid4()), definition_id=definition.id, process_key=definition.key,
+                              business_key=business_key, status="active", version=1, started_at=now,
+                              started_by=user, parent_instance_id=parent_instance_id, summary={})
+        workflow = BpmnWorkflow(spec, subprocess_specs)
+        workflow.script_engine = DialectScriptEngine(self._runtime(s, row, definition))
+        initiator = None
+        for ts in spec.task_specs.values():
+            if isinstance(ts, StartEventMixin) and (ts.extensions or {}).get("initiator"):
+                initiator = ts.extensions["initiator"]
+        starts = workflow.get_tasks(state=TaskState.READY)
+        for t in starts:
+            t.data.update(variables)
+            if initiator and user:
+                t.data[initiator] = user
+        self._choose_start_event(workflow, start_event)
+        cmd = Command(user, "start")
+        cmd.events.append({"action": "start", "details": {"process": definition.key,
+                                                          "version": definition.version,
+                                                          "business_key": business_key,
+                                                          "parent_instance_id": parent_instance_id}})
+        self._run_engine(workflow, definition)
+        self._save(s, row, definition, workflow, cmd, before_vars={}, before_done=set(), is_new=True)
+        return self._instance_summary(row)
+
+    @staticmethod
+    def _choose_start_event(workflow: BpmnWorkflow, start_event: str | None) -> None:
+        """Start from the none start event; timer and message start events fire only when their
+        timer or message does (or when the scheduler / a message names them)."""
+        start_tasks = [t for t in workflow.get_tasks(state=TaskState.FUTURE | TaskState.LIKELY
+                                                     | TaskState.MAYBE | TaskState.READY)
+                       if isinstance(t.task_spec, StartEventMixin)]
+        if not start_tasks:
+            return
+        # Let the root's children become ready first.
+        for t in workflow.get_tasks(state=TaskState.READY):
+            if not isinstance(t.task_spec, StartEventMixin) and not t.task_spec.manual:
+                t.run()
+        for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.FUTURE
+                                    | TaskState.LIKELY | TaskState.MAYBE):
+            if not isinstance(t.task_spec, StartEventMixin):
+                continue
+            ed = t.task_spec.event_definition
+            chosen = (t.task_spec.bpmn_id == start_event) if start_event else (
+                type(ed).__name__ == "NoneEventDefinition")
+            if chosen:
+                t.internal_data["event_fired"] = True
+
+    def _load_task(self, s: Session, task_id: str) -> Task:
+        row = s.get(Task, task_id)
+        if row is None:
+            raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
+        return row
+
+    def claim(self, task_id: str, user: str, *, force: bool = False) -> dict:
+        with self.db.transaction() as s:
+            task = self._load_task(s, task_id)
+            self._require_open(task)
+            if task.assignee and task.assignee != user and not force:
+                raise Conflict(f"task '{task.name}' is already claimed by {task.assignee}",
+                               task_id=task_id, assignee=task.assignee)
+            task.assignee = user
+            self._record(s, task.instance_id, user, "claim", element_id=task.element_id,
+                         element_name=task.name, task_id=task_id)
+            return self.task_dict(task)
+
+    def unclaim(self, task_id: str, user: str | None) -> dict:
+        with self.db.transaction() as s:
+            task = self._load_task(s, task_id)
+            self._require_open(task)
+            previous = task.assignee
+            task.assignee = None
+            self._record(s, task.instance_id, user, "unclaim", element_id=task.element_id,
+                         element_name=task.name, task_id=task_id, details={"previous": previous})
+            return self.task_dict(task)
+
+    def assign(self, task_id: str, assignee: str | None, user: str | None) -> dict:
+        with self.db.transaction() as s:
+            task = self._load_task(s, task_id)
+            self._require_open(task)
+            if assignee is not None and s.execute(select(User).where(User.username == assignee)).first() is None:
+                raise InvalidInput(f"there is no user '{assignee}'", field="assignee")
+            previous = task.assignee
+            task.assignee = assignee
+            self._record(s, task.instance_id, user, "assign", element_id=task.element_id,
+                         element_name=task.name, task_id=task_id,
+                         details={"previous": previous, "assignee": assignee})
+            return self.task_dict(task)
+
+    @staticmethod
+    def _require_open(task: Task) -> None:
+        if task.status == "completed":
+            who = f" by {task.completed_by}" if task.completed_by else ""
+            raise Conflict(f"task '{task.name}' was already completed{who}", task_id=task.id,
+                           completed_by=task.completed_by)
+        if task.status != "open":
+            raise Conflict(f"task '{task.name}' is no longer open ({task.status})", task_id=task.id)
+
+    def task_form(self, task_id: str) -> TaskForm:
+        with self.db.reader() as s:
+            task = self._load_task(s, task_id)
+            definition = s.get(ProcessDefinition, task.definition_id)
+            spec, _ = self.serializer.load_spec(definition.id, definition.spec)
+            ts = spec.task_specs.get(task.element_id)
+            return TaskForm.from_extensions(getattr(ts, "extensions", None))
+
+    def complete(self, task_id: str, variables: Mapping[str, Any] | None = None, *, user: str | None = None,
+                 require_assignee: bool = False) -> dict:
+        """Complete a human task with data. Raises Conflict when the task is not open any more,
+        is assigned to someone else, or the instance changed meanwhile."""
+        variables = check_variables(variables)
+        with self.db.transaction() as s:
+            task = self._load_task(s, task_id)
+            self._require_open(task)
+            if task.assignee and user and task.assignee != user:
+                raise Conflict(f"task '{task.name}' is assigned to {task.assignee}", task_id=task_id,
+                               assignee=task.assignee)
+            if require_assignee and not task.assignee:
+                raise Conflict(f"claim task '{task.name}' before completing it", task_id=task_id)
+            row, definition, workflow = self._load(s, task.instance_id)
+            spiff_task = workflow.get_task_from_id(uuid.UUID(task_id))
+            if spiff_task is None or spiff_task.state != TaskState.READY:
+                raise Conflict(f"task '{task.name}' is not ready", task_id=task_id)
+            form = TaskForm.from_extensions(spiff_task.task_spec.extensions)
+            values = form.validate(variables)
+            before_vars = self._variables(workflow)
+            before_done = self._finished_ids(workflow)
+            spiff_task.data.update(values)
+            cmd = Command(user, "complete", completed_task_id=task_id)
+            cmd.events.append({"action": "complete", "element_id": task.element_id, "element_name": task.name,
+                               "task_id": task_id, "details": {"variables": _json_safe(values)}})
+            try:
+                spiff_task.run()
+            except SpiffWorkflowException as exc:
+                raise self._process_error(exc, definition) from exc
+            self._run_engine(workflow, definition)
+            self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
+            return self._instance_summary(row, s)
+
+    def set_variables(self, instance_id: str, variables: Mapping[str, Any], *, user: str | None = None) -> None:
+        variables = check_variables(variables)
+        with self.db.transaction() as s:
+            row, definition, workflow = self._load(s, instance_id)
+            before_vars = self._variables(workflow)
+            before_done = self._finished_ids(workflow)
+            targets = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+            for t in targets:
+                t.data.update(variables)
+            cmd = Command(user, "set_variables")
+            self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
+
+    def cancel(self, instance_id: str, *, user: str | None = None, reason: str | None = None) -> None:
+        with self.db.transaction() as s:
+            row, definition, workflow = self._load(s, instance_id)
+            now = self.clock.now()
+            workflow.cancel()
+            row.status = "cancelled"
+            row.ended_at = now
+            result = s.execute(update(ProcessInstance).where(ProcessInstance.id == row.id,
+                                                             ProcessInstance.version == row.version)
+                               .values(status="cancelled", ended_at=now, version=row.version + 1,
+                                       state=self.serializer.dump_data(self._variables(workflow)))
+                               .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                raise Conflict("the instance was changed by someone else at the same time", instance_id=row.id)
+            s.execute(update(Task).where(Task.instance_id == row.id, Task.status == "open")
+                      .values(status="cancelled", completed_at=now))
+            s.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(
+                select(Task.id).where(Task.instance_id == row.id))))
+            s.execute(delete(Timer).where(Timer.instance_id == row.id))
+            s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == row.id))
+            self._record(s, row.id, user, "cancel", details={"reason": reason})
+
+    # ------------------------------------------------------------------------ messages --------
+    def correlate_message(self, message_name: str, *, business_key: str | None = None,
+                          correlation_keys: Mapping[str, Any] | None = None,
+                          variables: Mapping[str, Any] | None = None, user: str | None = None,
+                          all_matches: bool = False) -> list[dict]:
+        """Deliver a message to the instances waiting for it (matched by business key and/or
+        process variables), or start an instance at a message start event. Returns what was done."""
+        if not message_name:
+            raise InvalidInput("messageName is required")
+        variables = check_variables(variables)
+        correlation_keys = dict(correlation_keys or {})
+        with self.db.transaction() as s:
+            q = select(MessageSubscription).join(
+                ProcessInstance, ProcessInstance.id == MessageSubscription.instance_id).where(
+                MessageSubscription.message_name == message_name, ProcessInstance.status == "active")
+            if business_key is not None:
+                q = q.where(ProcessInstance.business_key == business_key)
+            for name, value in correlation_keys.items():
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                q = q.where(exists().where(InstanceVariable.instance_id == MessageSubscription.instance_id,
+                                           InstanceVariable.name == name, InstanceVariable.text_value == text))
+            subs = s.execute(q.order_by(MessageSubscription.id)).scalars().all()
+            if subs:
+                if len({sub.instance_id for sub in subs}) > 1 and not all_matches:
+                    raise Conflict(f"message '{message_name}' matches {len(subs)} waiting instances; "
+                                   "give a business key or correlation keys that select one",
+                                   message=message_name)
+                results = []
+                for sub in (subs if all_matches else subs[:1]):
+                    results.append(self._deliver(s, sub, message_name, variables, user))
+                return results
+            starts = self._message_start_definitions(s, message_name)
+            if starts:
+                out = []
+                for definition, element in starts if all_matches else starts[:1]:
+                    inst = self._start(s, None, definition.id, business_key, variables, user, None,
+                                       start_event=element)
+                    out.append({"result_type": "ProcessDefinition", "instance": inst})
+                return out
+            raise NotFound(f"no instance is waiting for message '{message_name}'"
+                           + (f" with business key '{business_key}'" if business_key else ""),
+                           message=message_name)
+
+    def _message_start_definitions(self, s: Session, name: str):
+        latest = {}
+        for d in s.execute(select(ProcessDefinition).order_by(ProcessDefinition.key,
+                                                              ProcessDefinition.version)).scalars():
+            latest[d.key] = d
+        out = []
+        for d in latest.values():
+            for sm in d.start_messages or []:
+                if sm["message"] == name:
+                    out.append((d, sm["element"]))
+        return out
+
+    def _deliver(self, s: Session, sub: MessageSubscription, name: str, variables: dict, user) -> dict:
+        row, definition, workflow = self._load(s, sub.instance_id)
+        before_vars = self._variables(workflow)
+        before_done = self._finished_ids(workflow)
+        task = workflow.get_task_from_id(uuid.UUID(sub.task_id))
+        if task is None or task.state != TaskState.WAITING:
+            raise Conflict(f"the instance is no longer waiting for message '{name}'", instance_id=row.id)
+        task.data.update(variables)
+        event = BpmnEvent(MessageEventDefinition(name), payload=dict(variables))
+        try:
+            task.task_spec.catch(task, event)
+            task.task_spec._update(task)
+        except SpiffWorkflowException as exc:
+            raise self._process_error(exc, definition) from exc
+        cmd = Command(user, "message")
+        cmd.events.append({"action": "message", "element_id": sub.element_id, "task_id": sub.task_id,
+                           "details": {"message": name, "variables": _json_safe(variables)}})
+        self._run_engine(workflow, definition)
+        self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
+        return {"result_type": "Execution", "instance": self._instance_summary(row, s)}
+
+    # ------------------------------------------------------------------------ timers ----------
+    def fire_timer(self, timer_id: str, *, worker: str | None = None) -> bool:
+        """Fire one due timer in its own transaction. Returns False when it was not due or gone."""
+        with self.db.transaction() as s:
+            q = select(Timer).where(Timer.id == timer_id)
+            if not self.db.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            timer = s.execute(q).scalar_one_or_none()
+            now = self.clock.now()
+            if timer is None or timer.status != "pending" or timer.due_at > now:
+                return False
+            if timer.instance_id is None:
+                return self._fire_start_timer(s, timer, now)
+            row, definition, workflow = self._load(s, timer.instance_id)
+            before_vars = self._variables(workflow)
+            before_done = self._finished_ids(workflow)
+            cmd = Command("scheduler", "timer")
+            cmd.events.append({"action": "timer", "element_id": timer.element_id, "task_id": timer.task_id,
+                               "details": {"due_at": timer.due_at.isoformat()}})
+            self._run_engine(workflow, definition)
+            self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
+            return True
+
+    def _fire_start_timer(self, s: Session, timer: Timer, now: datetime) -> bool:
+        from engine.dialect import timers as timer_lang
+
+        definition = s.get(ProcessDefinition, timer.definition_id)
+        self._start(s, None, definition.id, None, {}, "scheduler", None, start_event=timer.element_id)
+        timer.fired_count += 1
+        schedule = timer_lang.TimerSchedule.from_dict(timer.schedule) if timer.schedule else None
+        following = schedule.next_due(timer.due_at, timer.fired_count) if schedule else None
+        if following is None:
+            s.delete(timer)
+        else:
+            timer.due_at = following
+            timer.lease_owner = timer.lease_until = None
+        return True
+
+    def due_timers(self, limit: int = 100) -> list[str]:
+        with self.db.reader() as s:
+            return list(s.execute(select(Timer.id).where(Timer.status == "pending",
+                                                         Timer.due_at <= self.clock.now())
+                                  .order_by(Timer.due_at).limit(limit)).scalars())
+
+    def fire_due_timers(self, limit: int = 1000) -> int:
+        fired = 0
+        for timer_id in self.due_timers(limit):
+            if self.fire_timer(timer_id):
+                fired += 1
+        return fired
+
+    def refresh_sla(self) -> int:
+        """Recompute due-soon / overdue on open tasks; returns how many changed."""
+        now = self.clock.now()
+        soon = now + timedelta(minutes=self.settings.due_soon_minutes)
+        with self.db.transaction() as s:
+            n = s.execute(update(Task).where(Task.status == "open", Task.due_at <= now,
+                                             Task.sla_state != "overdue").values(sla_state="overdue")).rowcount
+            n += s.execute(update(Task).where(Task.status == "open", Task.due_at > now, Task.due_at <= soon,
+                                              Task.sla_state != "due_soon").values(sla_state="due_soon")).rowcount
+            n += s.execute(update(Task).where(Task.status == "open", Task.due_at > soon,
+                                              Task.sla_state != "on_time").values(sla_state="on_time")).rowcount
+        return n
+
+    # ------------------------------------------------------------------------ queries ---------
+    def task_dict(self, t: Task) -> dict:
+        return {"id": t.id, "instance_id": t.instance_id, "definition_id": t.definition_id,
+                "process_key": t.process_key, "business_key": t.business_key, "element_id": t.element_id,
+                "name": t.name, "status": t.status, "assignee": t.assignee,
+                "candidate_users": list(t.candidate_users or []),
+                "candidate_groups": list(t.candidate_groups or []), "created_at": t.created_at,
+                "due_at": t.due_at, "follow_up_at": t.follow_up_at, "priority": t.priority,
+                "form_key": t.form_key, "sla_state": self.sla_state(t.due_at, self.clock.now())
+                if t.status == "open" else t.sla_state,
+                "completed_at": t.completed_at, "completed_by": t.completed_by}
+
+    def _task_filter(self, q, f: TaskQuery):
+        if f.status:
+            q = q.where(Task.status == f.status)
+        if f.assignee:
+            q = q.where(Task.assignee == f.assignee)
+        if f.unassigned:
+            q = q.where(Task.assignee.is_(None))
+        if f.candidate_user:
+            q = q.where(Task.id.in_(select(TaskCandidate.task_id).where(
+                TaskCandidate.kind == "user", TaskCandidate.ident == f.candidate_user)))
+        if f.candidate_groups is not None:
+            q = q.where(Task.id.in_(select(TaskCandidate.task_id).where(
+                TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.candidate_groups or ["\0"]))))
+        if f.visible_to_user is not None:
+            offered = select(TaskCandidate.task_id).where(or_(
+                and_(TaskCandidate.kind == "user", TaskCandidate.ident == f.visible_to_user),
+                and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.visible_to_groups or ["\0"]))))
+            q = q.where(or_(Task.assignee == f.visible_to_user, Task.id.in_(offered)))
+        if f.process_key:
+            q = q.where(Task.process_key == f.process_key)
+        if f.business_key:
+            q = q.where(Task.business_key == f.business_key)
+        if f.instance_id:
+            q = q.where(Task.instance_id == f.instance_id)
+        if f.element_id:
+            q = q.where(Task.element_id == f.element_id)
+        now = self.clock.now()
+        if f.overdue is True:
+            q = q.where(Task.due_at <= now)
+        elif f.overdue is False:
+            q = q.where(or_(Task.due_at.is_(None), Task.due_at > now))
+        if f.sla_states:
+            soon = now + timedelta(minutes=self.settings.due_soon_minutes)
+            conds = []
+            if "overdue" in f.sla_states:
+                conds.append(Task.due_at <= now)
+            if "due_soon" in f.sla_states:
+                conds.append(and_(Task.due_at > now, Task.due_at <= soon))
+            if "on_time" in f.sla_states:
+                conds.append(or_(Task.due_at.is_(None), Task.due_at > soon))
+            q = q.where(or_(*conds))
+        if f.search:
+            like = f"%{f.search.strip()}%"
+            q = q.where(or_(Task.search_text.like(like), Task.name.like(like)))
+        return q
+
+    def list_tasks(self, f: TaskQuery | None = None, **kwargs) -> list[dict]:
+        f = f or TaskQuery(**kwargs)
+        with self.db.reader() as s:
+            q = self._task_filter(select(Task), f)
+            if f.sort == "priority":
+                q = q.order_by(Task.priority.desc(), Task.due_at.is_(None), Task.due_at, Task.created_at)
+            elif f.sort == "created":
+                q = q.order_by(Task.created_at.desc(), Task.id)
+            else:
+                q = q.order_by(Task.due_at.is_(None), Task.due_at, Task.priority.desc(), Task.created_at)
+            q = q.offset(max(0, f.offset)).limit(max(0, min(f.limit, 1000)))
+            return [self.task_dict(t) for t in s.execute(q).scalars()]
+
+    def count_tasks(self, f: TaskQuery | None = None, **kwargs) -> int:
+        f = f or TaskQuery(**kwargs)
+        with self.db.reader() as s:
+            return s.execute(self._task_filter(select(func.count(Task.id)), f)).scalar_one()
+
+    def get_task(self, task_id: str) -> dict:
+        with self.db.reader() as s:
+            return self.task_dict(self._load_task(s, task_id))
+
+    def _instance_summary(self, row: ProcessInstance, s: Session | None = None) -> dict:
+        if s is not None:
+            s.refresh(row)
+        return {"id": row.id, "definition_id": row.definition_id, "process_key": row.process_key,
+                "business_key": row.business_key, "status": row.status, "started_at": row.started_at,
+                "ended_at": row.ended_at, "started_by": row.started_by,
+                "parent_instance_id": row.parent_instance_id, "summary": dict(row.summary or {})}
+
+    def list_instances(self, *, process_key: str | None = None, business_key: str | None = None,
+                       status: str | None = None, instance_ids: Iterable[str] | None = None,
+                       parent_instance_id: str | None = None, search: str | None = None,
+                       offset: int = 0, limit: int = 50) -> list[dict]:
+        with self.db.reader() as s:
+            q = select(ProcessInstance)
+            if process_key:
+                q = q.where(ProcessInstance.process_key == process_key)
+            if business_key:
+                q = q.where(ProcessInstance.business_key == business_key)
+            if status:
+                q = q.where(ProcessInstance.status == status)
+            if instance_ids is not None:
+                q = q.where(ProcessInstance.id.in_(list(instance_ids)))
+            if parent_instance_id:
+                q = q.where(ProcessInstance.parent_instance_id == parent_instance_id)
+            if search:
+                q = q.where(ProcessInstance.search_text.like(f"%{search.strip()}%"))
+            q = q.order_by(ProcessInstance.started_at.desc()).offset(offset).limit(min(limit, 1000))
+            return [self._instance_summary(r) for r in s.execute(q).scalars()]
+
+    def count_instances(self, **filters) -> int:
+        with self.db.reader() as s:
+            q = select(func.count(ProcessInstance.id))
+            for name, value in filters.items():
+                if value is not None:
+                    q = q.where(getattr(ProcessInstance, name) == value)
+            return s.execute(q).scalar_one()
+
+    def get_variables(self, instance_id: str) -> dict:
+        with self.db.reader() as s:
+            row = s.get(ProcessInstance, instance_id)
+            if row is None:
+                raise NotFound(f"process instance '{instance_id}' does not exist", instance_id=instance_id)
+            return {v.name: {"value": v.value, "type": v.type_name} for v in s.execute(
+                select(InstanceVariable).where(InstanceVariable.instance_id == instance_id)).scalars()}
+
+    def get_instance(self, instance_id: str) -> dict:
+        """An instance: status, variables, active elements, the path taken and its history."""
+        with self.db.reader() as s:
+            row = s.get(ProcessInstance, instance_id)
+            if row is None:
+                raise NotFound(f"process instance '{instance_id}' does not exist", instance_id=instance_id)
+            info = self._instance_summary(row)
+            definition = s.get(ProcessDefinition, row.definition_id)
+            info["process_name"] = definition.name
+            info["process_version"] = definition.version
+            history = s.execute(select(HistoryEvent).where(HistoryEvent.instance_id == instance_id)
+                                .order_by(HistoryEvent.id)).scalars().all()
+            info["history"] = [{"at": h.at, "user": h.user, "action": h.action, "element_id": h.element_id,
+                                "element_name": h.element_name, "task_id": h.task_id, "details": h.details}
+                               for h in history]
+            info["path"] = [h.element_id for h in history
+                            if h.action in ("element", "complete") and h.element_id]
+            info["variables"] = {v.name: v.value for v in s.execute(
+                select(InstanceVariable).where(InstanceVariable.instance_id == instance_id)).scalars()}
+            active = []
+            if row.status == "active":
+                spec, subprocess_specs = self.serializer.load_spec(definition.id, definition.spec)
+                workflow = self.serializer.load_state(row.state, spec, subprocess_specs)
+                for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+                    bpmn_id = getattr(t.task_spec, "bpmn_id", None)
+                    if bpmn_id:
+                        active.append({"element_id": bpmn_id, "name": t.task_spec.bpmn_name,
+                                       "state": TaskState.get_name(t.state), "task_id": str(t.id)})
+            info["active"] = active
+            info["tasks"] = [self.task_dict(t) for t in s.execute(
+                select(Task).where(Task.instance_id == instance_id).order_by(Task.created_at)).scalars()]
+            info["children"] = [self._instance_summary(c) for c in s.execute(
+                select(ProcessInstance).where(ProcessInstance.parent_instance_id == instance_id)).scalars()]
+            info["definition_key"] = definition.key
+            info["state_bytes"] = len(row.state)
+            return info
+
+    def history(self, instance_id: str | None = None, limit: int = 200) -> list[dict]:
+        with self.db.reader() as s:
+            q = select(HistoryEvent).order_by(HistoryEvent.id.desc()).limit(limit)
+            if instance_id:
+                q = q.where(HistoryEvent.instance_id == instance_id)
+            return [{"at": h.at, "user": h.user, "action": h.action, "instance_id": h.instance_id,
+                     "element_id": h.element_id, "element_name": h.element_name, "details": h.details}
+                    for h in s.execute(q).scalars()]
+
+    # ------------------------------------------------------------------------ identity --------
+    def user_groups(self, username: str) -> list[str]:
+        with self.db.reader() as s:
+            user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+            return [g.id for g in user.groups] if user else []
+
+    def groups(self) -> list[Group]:
+        with self.db.reader() as s:
+            return list(s.execute(select(Group).order_by(Group.id)).scalars())
