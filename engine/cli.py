@@ -1,0 +1,291 @@
+"""Command line of the service: `hospital-workflow <command>` (see README, "Operating without the UI").
+
+Every command drives the engine directly (no web server needed) and prints JSON or a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import date, datetime
+from pathlib import Path
+
+from engine.config import Settings
+from engine.errors import EngineError
+from engine.identity import IdentityService
+from engine.service import TaskQuery, WorkflowEngine
+
+
+def _json_default(value):
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _print(value) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=_json_default))
+
+
+def _variables(pairs: list[str] | None, json_text: str | None) -> dict:
+    out = {}
+    if json_text:
+        loaded = json.loads(json_text)
+        if not isinstance(loaded, dict):
+            raise EngineError("--json must be a JSON object")
+        out.update(loaded)
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise EngineError(f"--var '{pair}' must look like name=value")
+        name, raw = pair.split("=", 1)
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+def build_engine(args=None) -> WorkflowEngine:
+    settings = Settings.from_env(database_url=getattr(args, "database_url", None))
+    return WorkflowEngine.from_settings(settings)
+
+
+def cmd_init_db(engine, args):
+    engine.init_db()
+    print(f"database ready: {engine.db.url}")
+
+
+def cmd_setup(engine, args):
+    """Everything `make run` needs before serving: schema, groups, workflows, demo staff."""
+    new = engine.db.is_empty()
+    engine.init_db()
+    identity = IdentityService(engine)
+    identity.ensure_groups()
+    result = engine.deploy_directory(user="setup")
+    print(f"database ready: {engine.db.url}")
+    if result.created:
+        names = [f"{d['key']} v{d['version']}" for d in result.process_definitions + result.decision_definitions]
+        print("deployed: " + ", ".join(names))
+    else:
+        print("workflows unchanged")
+    if args.demo and new:
+        identity.create_demo_staff()
+        print("demo staff created (password 'demo'): see README")
+        from engine.demo import seed_demo_instances
+
+        seeded = seed_demo_instances(engine)
+        print(f"demo instances started: {seeded}")
+
+
+def cmd_deploy(engine, args):
+    if args.files:
+        files = [(Path(f).name, Path(f).read_bytes()) for f in args.files]
+        result = engine.deploy(files, name=args.name or "cli", source="cli", user=args.user,
+                               changed_only=not args.force)
+    else:
+        result = engine.deploy_directory(Path(args.dir) if args.dir else None, user=args.user)
+    _print({"deployment_id": result.deployment_id, "created": result.created,
+            "process_definitions": result.process_definitions,
+            "decision_definitions": result.decision_definitions, "unchanged": result.unchanged})
+
+
+def cmd_start(engine, args):
+    _print(engine.start(args.key, business_key=args.business_key, variables=_variables(args.var, args.json),
+                        user=args.user))
+
+
+def cmd_tasks(engine, args):
+    groups = engine.user_groups(args.user) if args.user else None
+    query = TaskQuery(visible_to_user=args.user, visible_to_groups=groups, process_key=args.process,
+                      business_key=args.business_key, overdue=True if args.overdue else None,
+                      limit=args.limit)
+    tasks = engine.list_tasks(query)
+    if args.json_out:
+        _print(tasks)
+        return
+    for t in tasks:
+        due = t["due_at"].isoformat(timespec="minutes") if t["due_at"] else "-"
+        print(f"{t['id']}  {t['process_key']:<20} {t['business_key'] or '-':<18} {t['name']:<16} "
+              f"assignee={t['assignee'] or '-':<12} due={due} {t['sla_state']}")
+    print(f"{len(tasks)} task(s)")
+
+
+def cmd_claim(engine, args):
+    _print(engine.claim(args.task_id, args.user))
+
+
+def cmd_complete(engine, args):
+    _print(engine.complete(args.task_id, _variables(args.var, args.json), user=args.user))
+
+
+def cmd_instances(engine, args):
+    _print(engine.list_instances(process_key=args.process, status=args.status, business_key=args.business_key,
+                                 limit=args.limit))
+
+
+def cmd_instance(engine, args):
+    _print(engine.get_instance(args.instance_id))
+
+
+def cmd_cancel(engine, args):
+    engine.cancel(args.instance_id, user=args.user, reason=args.reason)
+    print("cancelled")
+
+
+def cmd_message(engine, args):
+    _print(engine.correlate_message(args.name, business_key=args.business_key,
+                                    variables=_variables(args.var, args.json), user=args.user))
+
+
+def cmd_fire_timers(engine, args):
+    print(f"{engine.fire_due_timers()} timer(s) fired")
+
+
+def cmd_scheduler(engine, args):
+    from engine.scheduler import TimerScheduler
+
+    scheduler = TimerScheduler(engine)
+    scheduler.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"scheduler {scheduler.worker_id} running on {engine.db.url} (Ctrl+C stops)")
+    stop.wait()
+    scheduler.shutdown()
+
+
+def cmd_serve(engine, args):
+    """Web server and scheduler in one process (the `make run` shape, on SQLite)."""
+    from werkzeug.serving import run_simple
+
+    from engine.scheduler import TimerScheduler
+    from web import create_app
+
+    app = create_app(engine=engine)
+    scheduler = None
+    if not args.no_scheduler:
+        scheduler = TimerScheduler(engine)
+        scheduler.start()
+        app.extensions["scheduler"] = scheduler
+    workers = []
+    if not args.no_worker:
+        try:
+            from engine.notify import start_worker_thread
+        except ImportError:
+            start_worker_thread = None
+        if start_worker_thread is not None:
+            workers.append(start_worker_thread(engine))
+    port = int(args.port or os.environ.get("PORT", 5000))
+    print(f"service on http://{args.host}:{port}  (database {engine.db.url})")
+    try:
+        run_simple(args.host, port, app, threaded=True, use_reloader=False)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="hospital-workflow", description=__doc__)
+    parser.add_argument("--database-url", help="overrides DATABASE_URL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("init-db", help="create or upgrade the database schema").set_defaults(func=cmd_init_db)
+
+    p = sub.add_parser("setup", help="schema, groups, workflows (and with --demo the demo staff)")
+    p.add_argument("--demo", action="store_true")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("deploy", help="deploy workflows/ or the given .bpmn/.dmn files")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--dir")
+    p.add_argument("--name")
+    p.add_argument("--user")
+    p.add_argument("--force", action="store_true", help="new versions even for unchanged files")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("start", help="start an instance")
+    p.add_argument("key")
+    p.add_argument("--business-key")
+    p.add_argument("--var", action="append", help="name=value (value parsed as JSON when it can be)")
+    p.add_argument("--json", help="variables as one JSON object")
+    p.add_argument("--user")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("tasks", help="open tasks (of a user: assigned or offered to the user's groups)")
+    p.add_argument("--user")
+    p.add_argument("--process")
+    p.add_argument("--business-key")
+    p.add_argument("--overdue", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", dest="json_out", action="store_true")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("claim", help="claim a task")
+    p.add_argument("task_id")
+    p.add_argument("--user", required=True)
+    p.set_defaults(func=cmd_claim)
+
+    p = sub.add_parser("complete", help="complete a task with data")
+    p.add_argument("task_id")
+    p.add_argument("--var", action="append")
+    p.add_argument("--json")
+    p.add_argument("--user")
+    p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser("instances", help="list instances")
+    p.add_argument("--process")
+    p.add_argument("--status")
+    p.add_argument("--business-key")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_instances)
+
+    p = sub.add_parser("instance", help="one instance: variables, active elements, path, history")
+    p.add_argument("instance_id")
+    p.set_defaults(func=cmd_instance)
+
+    p = sub.add_parser("cancel", help="cancel an instance")
+    p.add_argument("instance_id")
+    p.add_argument("--reason")
+    p.add_argument("--user")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("message", help="deliver a message")
+    p.add_argument("name")
+    p.add_argument("--business-key")
+    p.add_argument("--var", action="append")
+    p.add_argument("--json")
+    p.add_argument("--user")
+    p.set_defaults(func=cmd_message)
+
+    sub.add_parser("fire-timers", help="fire the timers that are due now, once").set_defaults(func=cmd_fire_timers)
+    sub.add_parser("scheduler", help="run the timer scheduler (production: beside the web workers)") \
+        .set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser("serve", help="web server with the scheduler (development / make run)")
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p.add_argument("--port")
+    p.add_argument("--no-scheduler", action="store_true")
+    p.add_argument("--no-worker", action="store_true")
+    p.set_defaults(func=cmd_serve)
+
+    args = parser.parse_args(argv)
+    try:
+        engine = build_engine(args)
+        args.func(engine, args)
+    except EngineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

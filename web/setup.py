@@ -1,0 +1,15 @@
+"""Wires extensions and blueprints into the app (called by `create_app`)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from web import api, auth, engine_rest, processes, tasks
+
+    auth.init_app(app)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(processes.bp)
+    app.register_blueprint(api.bp, url_prefix="/api/v1")
+    app.register_blueprint(engine_rest.bp, url_prefix="/engine-rest")
