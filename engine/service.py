@@ -821,7 +821,7 @@ class WorkflowEngine:
                 if len({sub.instance_id for sub in subs}) > 1 and not all_matches:
                     raise Conflict(f"message '{message_name}' matches {len(subs)} waiting instances; "
                                    "give a business key or correlation keys that select one",
-                                   message=message_name)
+                                   message_name=message_name)
                 results = []
                 for sub in (subs if all_matches else subs[:1]):
                     results.append(self._deliver(s, sub, message_name, variables, user))
@@ -836,7 +836,7 @@ class WorkflowEngine:
                 return out
             raise NotFound(f"no instance is waiting for message '{message_name}'"
                            + (f" with business key '{business_key}'" if business_key else ""),
-                           message=message_name)
+                           message_name=message_name)
 
     def _message_start_definitions(self, s: Session, name: str):
         latest = {}

@@ -23,6 +23,8 @@ EXPRESSION_ATTRIBUTES = ("assignee", "candidateUsers", "candidateGroups", "dueDa
                          "calledElementVersion")
 JUEL_LANGUAGES = {None, "", "juel", "http://www.omg.org/spec/juel", "${}"}
 PYTHON_LANGUAGES = {"python", "py"}
+# SpiffWorkflow names its own internal task specs so; an element with such an id would vanish.
+RESERVED_IDS = {"Start", "End", "Root"}
 
 
 def _owner_id(node) -> str | None:
@@ -61,11 +63,16 @@ class BpmnChecker:
         for node in root.iter():
             if not isinstance(node.tag, str):
                 continue
+            if node.get("id") in RESERVED_IDS and node.tag.startswith(BPMN):
+                self.fail(node, f"the id '{node.get('id')}' is reserved by the engine; give the element "
+                          "another id in the Modeler (e.g. StartEvent_1)", "id")
             for attr in EXPRESSION_ATTRIBUTES:
                 value = node.get(CAMUNDA + attr)
                 if value is not None:
                     self.check_template(node, value, f"camunda:{attr}")
             tag = node.tag
+            if tag in (BPMN + "scriptTask", BPMN + "serviceTask", BPMN + "sendTask", BPMN + "businessRuleTask"):
+                self._check_implementation(node)
             if tag == BPMN + "conditionExpression" or tag == BPMN + "completionCondition" \
                     or tag == BPMN + "loopCardinality":
                 self._check_formal_expression(node, tag.rsplit("}", 1)[1])
@@ -91,6 +98,37 @@ class BpmnChecker:
                 for attr in ("sourceExpression", "businessKey"):
                     if node.get(attr):
                         self.check_template(node.getparent().getparent(), node.get(attr), f"camunda:{attr}")
+
+    def _check_implementation(self, node):
+        """What an activity runs must be something this engine can run (checked for every element,
+        reachable or not, as Camunda parses the whole file)."""
+        tag = node.tag.rsplit("}", 1)[1]
+        if tag == "scriptTask":
+            fmt = (node.get("scriptFormat") or "").strip().lower()
+            if fmt not in PYTHON_LANGUAGES and fmt != "":
+                self.fail(node, f"scriptFormat '{node.get('scriptFormat')}' cannot run here; only python "
+                          "scripts (run in a sandbox) are supported", "scriptFormat")
+            return
+        for attr in ("class", "expression", "delegateExpression"):
+            if node.get(CAMUNDA + attr):
+                self.fail(node, f"camunda:{attr} (Java delegates and expressions) cannot run here; use an "
+                          "external task (camunda:type=\"external\" with a camunda:topic)", f"camunda:{attr}")
+        if node.find(".//" + CAMUNDA + "connector") is not None:
+            self.fail(node, "Camunda connectors cannot run here; use an external task "
+                      "(camunda:type=\"external\" with a camunda:topic)", "camunda:connector")
+        if node.get(CAMUNDA + "type") == "external":
+            if not node.get(CAMUNDA + "topic"):
+                self.fail(node, "an external task needs a camunda:topic", "camunda:topic")
+            return
+        if node.get(CAMUNDA + "type"):
+            self.fail(node, f"camunda:type '{node.get(CAMUNDA + 'type')}' is not supported (only external)",
+                      "camunda:type")
+        if tag == "serviceTask":
+            self.fail(node, "the service task has no implementation; set camunda:type=\"external\" and a "
+                      "camunda:topic", "camunda:type")
+        if tag == "businessRuleTask" and not node.get(CAMUNDA + "decisionRef"):
+            self.fail(node, "the business rule task names no decision (camunda:decisionRef)",
+                      "camunda:decisionRef")
 
     def _check_formal_expression(self, node, what: str):
         text = (node.text or "").strip()
