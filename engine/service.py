@@ -728,6 +728,19 @@ class WorkflowEngine:
             ts = spec.task_specs.get(task.element_id)
             return TaskForm.from_extensions(getattr(ts, "extensions", None))
 
+    def start_form(self, process_key: str | None = None, *, definition_id: str | None = None) -> TaskForm:
+        """The form of the none start event (camunda:formData), for start pages and the REST API."""
+        with self.db.reader() as s:
+            definition = s.get(ProcessDefinition, definition_id) if definition_id else \
+                self.latest_definition(s, process_key)
+            if definition is None:
+                raise NotFound(f"process definition '{definition_id}' does not exist")
+            spec, _ = self.serializer.load_spec(definition.id, definition.spec)
+            for ts in spec.task_specs.values():
+                if isinstance(ts, StartEventMixin) and type(ts.event_definition).__name__ == "NoneEventDefinition":
+                    return TaskForm.from_extensions(ts.extensions)
+            return TaskForm([])
+
     def complete(self, task_id: str, variables: Mapping[str, Any] | None = None, *, user: str | None = None,
                  require_assignee: bool = False) -> dict:
         """Complete a human task with data. Raises Conflict when the task is not open any more,
