@@ -237,7 +237,7 @@ class WorkflowEngine:
                         from engine.dialect import juel
 
                         value = juel.compile_template(expression).evaluate(
-                            {}, functions=self.functions(), now=self.clock.now())
+                            {}, functions=self.functions(), now=self.clock.now(), tz=self.settings.tz)
                     schedule = timer_lang.parse_timer(st["kind"], value, self.settings.tz)
                 except Exception as exc:
                     raise EngineError(f"{row.resource_name}, element '{st['element']}': timer start event "
@@ -466,6 +466,8 @@ class WorkflowEngine:
         self._sync_tasks(s, row, definition, workflow, cmd, search, now)
         self._sync_waits(s, row, workflow, now)
 
+        self._route_thrown_messages(s, row, workflow, cmd)
+
         for event in cmd.events:
             details = event.get("details") or {}
             self._record(s, row.id, cmd.user, event["action"], element_id=event.get("element_id"),
@@ -474,6 +476,41 @@ class WorkflowEngine:
         if changed or removed:
             self._record(s, row.id, cmd.user, "variables", details={
                 "changed": {k: _json_safe(v) for k, v in changed.items()}, "removed": removed}, at=now)
+
+    def _route_thrown_messages(self, s: Session, row: ProcessInstance, workflow: BpmnWorkflow,
+                               cmd: Command) -> None:
+        """A message that an instance throws and does not catch itself goes to other instances:
+        to those waiting for it with the same business key, else to a process whose message start
+        event it names (the new instance is linked to this one as its parent)."""
+        for event in workflow.get_events():
+            ed = event.event_definition
+            if not isinstance(ed, MessageEventDefinition):
+                continue
+            payload = event.payload if isinstance(event.payload, dict) else {}
+            variables = {k: v for k, v in payload.items()
+                         if isinstance(k, str) and not k.startswith("_") and not callable(v)}
+            subs = []
+            if row.business_key:
+                subs = s.execute(select(MessageSubscription).join(
+                    ProcessInstance, ProcessInstance.id == MessageSubscription.instance_id).where(
+                    MessageSubscription.message_name == ed.name, ProcessInstance.status == "active",
+                    ProcessInstance.business_key == row.business_key,
+                    MessageSubscription.instance_id != row.id)).scalars().all()
+            if subs:
+                for sub in subs:
+                    self._deliver(s, sub, ed.name, variables, cmd.user)
+                cmd.events.append({"action": "message_sent", "details": {
+                    "message": ed.name, "delivered_to": [sub.instance_id for sub in subs]}})
+                continue
+            starts = self._message_start_definitions(s, ed.name)
+            started = []
+            for definition, element in starts:
+                business_key = variables.pop("businessKey", None)
+                child = self._start(s, None, definition.id, business_key, variables, cmd.user, row.id,
+                                    start_event=element)
+                started.append(child["id"])
+            cmd.events.append({"action": "message_sent", "details": {"message": ed.name,
+                                                                     "started": started}})
 
     def _save_variables(self, s: Session, instance_id: str, changed: dict, removed: list, is_new: bool):
         if removed:

@@ -59,7 +59,7 @@ class DialectScriptEngine(SandboxedScriptEngine):
         try:
             template = juel.compile_template(text)
             return template.evaluate(task.data, functions=self.runtime.functions,
-                                     execution=self._execution(task), now=self.now())
+                                     execution=self._execution(task), now=self.now(), tz=self.tz)
         except (juel.JuelSyntaxError, juel.JuelEvaluationError) as exc:
             where = f" in {attribute}" if attribute else ""
             raise WorkflowTaskException(f"expression '{text}'{where}: {exc}", task=task, exception=exc) from exc
