@@ -24,6 +24,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import VERSION, BpmnWorkflowSerializ
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG
 
+from engine.dialect.feel import YearsMonthsDuration
 from engine.dialect.specs import (
     ClockCycle,
     ClockDuration,
@@ -58,6 +59,8 @@ def _registry():
     registry = DefaultRegistry()
     registry.register(date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]))
     registry.register(Decimal, lambda v: {"value": str(v)}, lambda v: Decimal(v["value"]))
+    registry.register(YearsMonthsDuration, lambda v: {"months": v.total_months},
+                      lambda v: YearsMonthsDuration(v["months"]))
     return BpmnWorkflowSerializer.configure(_config(), registry)
 
 
@@ -79,6 +82,13 @@ class StateSerializer:
             "subprocess_specs": {k: self.registry.convert(v) for k, v in subprocess_specs.items()},
         }
         return zlib.compress(json.dumps(dct, separators=(",", ":")).encode(), 6)
+
+    def cached_spec(self, definition_id: str):
+        with self._lock:
+            cached = self._spec_cache.get(definition_id)
+            if cached is not None:
+                self._spec_cache.move_to_end(definition_id)
+            return cached
 
     def load_spec(self, definition_id: str, blob: bytes):
         with self._lock:

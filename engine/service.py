@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
@@ -144,6 +146,118 @@ def check_variables(variables: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class InstanceRecord:
+    id: str
+    definition_id: str
+    process_key: str
+    business_key: str | None
+    status: str
+    version: int
+    started_at: datetime
+    ended_at: datetime | None
+    started_by: str | None
+    parent_instance_id: str | None
+    summary: dict | None
+
+
+@dataclass(frozen=True)
+class DefinitionInfo:
+    """The immutable facts of a definition version (cached: a version never changes)."""
+
+    id: str
+    key: str
+    version: int
+    name: str | None
+    deployment_id: str
+    resource_name: str
+
+
+@dataclass
+class Snapshot:
+    """What a workflow looks like at one moment, as far as the projections care."""
+
+    variables: dict
+    summary: dict
+    done: dict  # completed task id -> task
+    human: dict  # READY human task id (str) -> task
+    timers: dict  # waiting timer task id (str) -> (element id, due)
+    messages: dict  # (task id, message name) -> element id
+
+    def newly_done(self, before: "Snapshot"):
+        return [t for tid, t in self.done.items() if tid not in before.done]
+
+
+EMPTY = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+
+
+def snapshot(workflow: BpmnWorkflow) -> Snapshot:
+    variables: dict = {}
+    done, human, timers, messages = {}, {}, {}, {}
+    for t in workflow.get_tasks():
+        state = t.state
+        if state == TaskState.COMPLETED:
+            done[t.id] = t
+            continue
+        if not state & EMPTY:
+            continue
+        variables.update(t.data)
+        spec = t.task_spec
+        if state == TaskState.READY and spec.manual and not isinstance(spec, ExternalServiceTask):
+            human[str(t.id)] = t
+        elif state == TaskState.WAITING and isinstance(spec, CatchingEvent):
+            for ed in getattr(spec.event_definition, "event_definitions", [spec.event_definition]):
+                if isinstance(ed, TimerEventDefinition):
+                    due = timer_due(t)
+                    if due is not None:
+                        timers[str(t.id)] = (spec.bpmn_id, due)
+                elif isinstance(ed, MessageEventDefinition):
+                    messages[(str(t.id), ed.name)] = spec.bpmn_id
+    if workflow.completed:
+        variables = dict(workflow.data)
+    elif not variables and workflow.last_task is not None:
+        variables = dict(workflow.last_task.data)
+    summary = {k: _json_safe(variables[k]) for k in SEARCH_VARIABLES if variables.get(k) not in (None, "")}
+    return Snapshot(variables, summary, done, human, timers, messages)
+
+
+@dataclass
+class Loaded:
+    row: InstanceRecord
+    definition: DefinitionInfo
+    workflow: BpmnWorkflow
+    before: Snapshot
+
+
+class WorkflowCache:
+    """Live workflow objects of recently used instances, valid only for the version they were
+    saved at: a command that finds the same version in the database skips deserializing. Another
+    process's change bumps the version, so a stale entry is never used."""
+
+    def __init__(self, size: int = 512):
+        self.size = size
+        self._items: OrderedDict[str, tuple[int, BpmnWorkflow]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, instance_id: str, version: int) -> BpmnWorkflow | None:
+        with self._lock:
+            item = self._items.pop(instance_id, None)
+        if item is not None and item[0] == version:
+            return item[1]
+        return None
+
+    def put(self, instance_id: str, version: int, workflow: BpmnWorkflow) -> None:
+        with self._lock:
+            self._items[instance_id] = (version, workflow)
+            self._items.move_to_end(instance_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def drop(self, instance_id: str) -> None:
+        with self._lock:
+            self._items.pop(instance_id, None)
+
+
 class WorkflowEngine:
     def __init__(self, db: Database, settings: Settings | None = None, clock: Clock | None = None,
                  calendar: hospital_calendar.HospitalCalendar | None = None):
@@ -155,6 +269,17 @@ class WorkflowEngine:
         self._calendar = calendar
         self._calendar_lock = threading.Lock()
         self._functions: dict | None = None
+        self._definitions: dict[str, DefinitionInfo] = {}
+        self._workflows = WorkflowCache()
+        self._stmt_task_by_id = select(Task.__table__).where(Task.__table__.c.id == bindparam("task_id"))
+
+    @contextlib.contextmanager
+    def _command(self) -> Iterator[Session]:
+        """One engine command: one transaction; live workflows are cached only after the commit."""
+        with self.db.transaction() as s:
+            yield s
+        for instance_id, version, workflow in s.info.get("workflows", []):
+            self._workflows.put(instance_id, version, workflow)
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock | None = None) -> "WorkflowEngine":
@@ -204,7 +329,7 @@ class WorkflowEngine:
     def deploy(self, files: list[tuple[str, bytes]], *, name: str = "deployment", source: str | None = None,
                user: str | None = None, changed_only: bool = True,
                tenant_id: str | None = None) -> DeploymentResult:
-        with self.db.transaction() as s:
+        with self._command() as s:
             result = self.deployer.deploy(s, files, name=name, source=source, user=user,
                                           changed_only=changed_only, tenant_id=tenant_id)
             if result.created:
@@ -256,6 +381,13 @@ class WorkflowEngine:
         if row is None:
             raise NotFound(f"no process with key '{key}' is deployed", process_key=key)
         return row
+
+    def _latest_definition_id(self, s: Session, key: str) -> str:
+        found = s.execute(select(ProcessDefinition.id).where(ProcessDefinition.key == key)
+                          .order_by(ProcessDefinition.version.desc()).limit(1)).scalar_one_or_none()
+        if found is None:
+            raise NotFound(f"no process with key '{key}' is deployed", process_key=key)
+        return found
 
     def list_definitions(self, key: str | None = None, latest_only: bool = False) -> list[dict]:
         with self.db.reader() as s:
@@ -358,23 +490,51 @@ class WorkflowEngine:
                        business_key=row.business_key if row is not None else None,
                        instance_id=row.id if row is not None else None)
 
-    def _load(self, s: Session, instance_id: str, *, for_update: bool = True):
-        q = select(ProcessInstance).where(ProcessInstance.id == instance_id)
+    # The loaded instance of a command: the row as it was, its definition, the workflow and what
+    # the workflow looked like before the command (the save step writes only the differences).
+    def _definition_info(self, s: Session, definition_id: str) -> "DefinitionInfo":
+        info = self._definitions.get(definition_id)
+        if info is None:
+            row = s.get(ProcessDefinition, definition_id)
+            if row is None:
+                raise NotFound(f"process definition '{definition_id}' does not exist",
+                               definition_id=definition_id)
+            info = DefinitionInfo(row.id, row.key, row.version, row.name, row.deployment_id, row.resource_name)
+            self.serializer.load_spec(row.id, row.spec)
+            self._definitions[definition_id] = info
+        return info
+
+    def _specs(self, s: Session, info: "DefinitionInfo"):
+        cached = self.serializer.cached_spec(info.id)
+        if cached is not None:
+            return cached
+        blob = s.execute(select(ProcessDefinition.spec).where(ProcessDefinition.id == info.id)).scalar_one()
+        return self.serializer.load_spec(info.id, blob)
+
+    def _load(self, s: Session, instance_id: str, *, for_update: bool = True) -> "Loaded":
+        table = ProcessInstance.__table__
+        q = select(table.c.id, table.c.definition_id, table.c.process_key, table.c.business_key,
+                   table.c.status, table.c.version, table.c.started_at, table.c.ended_at, table.c.started_by,
+                   table.c.parent_instance_id, table.c.summary).where(table.c.id == instance_id)
         if for_update and not self.db.is_sqlite:
             q = q.with_for_update()
-        row = s.execute(q).scalar_one_or_none()
-        if row is None:
+        found = s.execute(q).first()
+        if found is None:
             raise NotFound(f"process instance '{instance_id}' does not exist", instance_id=instance_id)
+        row = InstanceRecord(*found)
         if row.status != "active":
             raise Conflict(f"process instance '{instance_id}' is {row.status}", instance_id=instance_id,
                            status=row.status)
-        definition = s.get(ProcessDefinition, row.definition_id)
-        spec, subprocess_specs = self.serializer.load_spec(definition.id, definition.spec)
-        workflow = self.serializer.load_state(row.state, spec, subprocess_specs)
+        definition = self._definition_info(s, row.definition_id)
+        workflow = self._workflows.take(row.id, row.version)
+        if workflow is None:
+            state = s.execute(select(table.c.state).where(table.c.id == instance_id)).scalar_one()
+            spec, subprocess_specs = self._specs(s, definition)
+            workflow = self.serializer.load_state(state, spec, subprocess_specs)
         workflow.script_engine = DialectScriptEngine(self._runtime(s, row, definition))
-        return row, definition, workflow
+        return Loaded(row, definition, workflow, snapshot(workflow))
 
-    def _run_engine(self, workflow: BpmnWorkflow, definition: ProcessDefinition) -> None:
+    def _run_engine(self, workflow: BpmnWorkflow, definition) -> None:
         try:
             workflow.refresh_timers()
             workflow.do_engine_steps()
@@ -382,7 +542,7 @@ class WorkflowEngine:
             raise self._process_error(exc, definition) from exc
 
     @staticmethod
-    def _process_error(exc: Exception, definition: ProcessDefinition) -> ProcessError:
+    def _process_error(exc: Exception, definition) -> ProcessError:
         task = getattr(exc, "task", None)
         element = getattr(getattr(task, "task_spec", None), "bpmn_id", None) if task else None
         message = exc.args[0] if exc.args else str(exc)
@@ -396,86 +556,74 @@ class WorkflowEngine:
 
     @staticmethod
     def _variables(workflow: BpmnWorkflow) -> dict:
-        if workflow.completed:
-            return dict(workflow.data)
-        merged: dict = {}
-        for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
-            merged.update(task.data)
-        if not merged and workflow.last_task is not None:
-            merged.update(workflow.last_task.data)
-        return merged
+        return snapshot(workflow).variables
 
-    @staticmethod
-    def _finished_ids(workflow: BpmnWorkflow) -> set:
-        return {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
-
-    def _save(self, s: Session, row: ProcessInstance, definition: ProcessDefinition, workflow: BpmnWorkflow,
-              cmd: Command, *, before_vars: dict, before_done: set, is_new: bool = False) -> None:
+    def _save(self, s: Session, loaded: "Loaded", cmd: Command, *, is_new: bool = False) -> None:
+        """Write the command's outcome: state, task table, timers, subscriptions, variables, history."""
+        row, definition, workflow, before = loaded.row, loaded.definition, loaded.workflow, loaded.before
         now = self.clock.now()
-        after_vars = self._variables(workflow)
+        after = snapshot(workflow)
 
         # the path taken: every diagram element completed in this command
-        for t in workflow.get_tasks(state=TaskState.COMPLETED):
-            if t.id in before_done:
-                continue
+        for t in after.newly_done(before):
             bpmn_id = getattr(t.task_spec, "bpmn_id", None)
-            if bpmn_id is None:
+            if bpmn_id is None or str(t.id) == cmd.completed_task_id:
                 continue
-            event = {"action": "element", "element_id": bpmn_id,
-                     "element_name": getattr(t.task_spec, "bpmn_name", None), "task_id": str(t.id),
-                     "details": {"type": type(t.task_spec).__name__}}
-            if str(t.id) == cmd.completed_task_id:
-                continue
-            cmd.events.append(event)
+            cmd.events.append({"action": "element", "element_id": bpmn_id,
+                               "element_name": getattr(t.task_spec, "bpmn_name", None), "task_id": str(t.id),
+                               "details": {"type": type(t.task_spec).__name__}})
 
-        changed = {k: v for k, v in after_vars.items() if k not in before_vars or before_vars[k] != v}
-        removed = [k for k in before_vars if k not in after_vars]
+        after_vars = after.variables
+        changed = {k: v for k, v in after_vars.items() if k not in before.variables or before.variables[k] != v}
+        removed = [k for k in before.variables if k not in after_vars]
 
         if workflow.completed:
-            row.status = "completed"
-            row.ended_at = now
-            row.state = self.serializer.dump_data(workflow.data)
+            row.status, row.ended_at = "completed", now
+            state = self.serializer.dump_data(workflow.data)
             cmd.events.append({"action": "end", "details": {}})
         else:
-            row.state = self.serializer.dump_state(workflow)
+            state = self.serializer.dump_state(workflow)
 
         summary = {k: _json_safe(after_vars[k]) for k in SEARCH_VARIABLES if after_vars.get(k) not in (None, "")}
-        if summary != (row.summary or {}):
-            row.summary = summary
-        search = " ".join([row.business_key or ""] + [str(v) for v in summary.values()]).strip()
-        row.search_text = search or None
+        row.summary = summary
+        search = " ".join([row.business_key or ""] + [str(v) for v in summary.values()]).strip() or None
 
+        table = ProcessInstance.__table__
         if is_new:
-            s.add(row)
-            s.flush()
+            s.execute(table.insert().values(
+                id=row.id, definition_id=row.definition_id, process_key=row.process_key,
+                business_key=row.business_key, status=row.status, state=state, version=row.version,
+                started_at=row.started_at, ended_at=row.ended_at, started_by=row.started_by,
+                parent_instance_id=row.parent_instance_id, search_text=search, summary=summary))
         else:
-            new_version = row.version + 1
-            result = s.execute(
-                update(ProcessInstance).where(ProcessInstance.id == row.id,
-                                              ProcessInstance.version == row.version)
-                .values(state=row.state, status=row.status, ended_at=row.ended_at, version=new_version,
-                        summary=row.summary, search_text=row.search_text)
-                .execution_options(synchronize_session=False))
+            values = {"state": state, "status": row.status, "ended_at": row.ended_at, "version": row.version + 1}
+            if summary != before.summary or is_new:
+                values.update(summary=summary, search_text=search)
+            result = s.execute(table.update().where(table.c.id == row.id, table.c.version == row.version)
+                               .values(**values))
             if result.rowcount != 1:
                 raise Conflict("the instance was changed by someone else at the same time; reload and retry",
                                instance_id=row.id)
-            row.version = new_version
-            s.expire(row)
+            row.version += 1
 
         self._save_variables(s, row.id, changed, removed, is_new)
-        self._sync_tasks(s, row, definition, workflow, cmd, search, now)
-        self._sync_waits(s, row, workflow, now)
-
+        self._sync_tasks(s, row, definition, before, after, cmd, search, now)
+        self._sync_waits(s, row, before, after)
         self._route_thrown_messages(s, row, workflow, cmd)
 
-        for event in cmd.events:
-            details = event.get("details") or {}
-            self._record(s, row.id, cmd.user, event["action"], element_id=event.get("element_id"),
-                         element_name=event.get("element_name"), task_id=event.get("task_id"),
-                         details=details, at=now)
+        history = [{"instance_id": row.id, "at": now, "user": cmd.user, "action": e["action"],
+                    "element_id": e.get("element_id"), "element_name": e.get("element_name"),
+                    "task_id": e.get("task_id"), "details": _json_safe(e.get("details") or {})}
+                   for e in cmd.events]
         if changed or removed:
-            self._record(s, row.id, cmd.user, "variables", details={
-                "changed": {k: _json_safe(v) for k, v in changed.items()}, "removed": removed}, at=now)
+            history.append({"instance_id": row.id, "at": now, "user": cmd.user, "action": "variables",
+                            "element_id": None, "element_name": None, "task_id": None,
+                            "details": {"changed": {k: _json_safe(v) for k, v in changed.items()},
+                                        "removed": removed}})
+        if history:
+            s.execute(HistoryEvent.__table__.insert(), history)
+        if not workflow.completed:
+            s.info.setdefault("workflows", []).append((row.id, row.version, workflow))
 
     def _route_thrown_messages(self, s: Session, row: ProcessInstance, workflow: BpmnWorkflow,
                                cmd: Command) -> None:
@@ -532,51 +680,48 @@ class WorkflowEngine:
                          "type_name": _variable_type(value)})
         s.execute(InstanceVariable.__table__.insert(), rows)
 
-    def _sync_tasks(self, s, row, definition, workflow, cmd, search, now):
-        open_rows = {t.id: t for t in s.execute(
-            select(Task).where(Task.instance_id == row.id, Task.status == "open")).scalars()}
-        ready = {}
-        if not workflow.completed:
-            for t in workflow.get_tasks(state=TaskState.READY, manual=True):
-                if isinstance(t.task_spec, HumanTask) or (t.task_spec.manual and not isinstance(
-                        t.task_spec, ExternalServiceTask)):
-                    ready[str(t.id)] = t
-        for task_id, task_row in open_rows.items():
-            if task_id not in ready:
-                if task_id == cmd.completed_task_id:
-                    task_row.status = "completed"
-                    task_row.completed_at = now
-                    task_row.completed_by = cmd.user
-                else:
-                    task_row.status = "cancelled"
-                    task_row.completed_at = now
-                s.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task_id))
-        for task_id, t in ready.items():
-            if task_id in open_rows:
-                continue
+    def _sync_tasks(self, s, row, definition, before: "Snapshot", after: "Snapshot", cmd, search, now):
+        gone = [task_id for task_id in before.human if task_id not in after.human]
+        new = [task_id for task_id in after.human if task_id not in before.human]
+        tasks = Task.__table__
+        if gone:
+            completed = [t for t in gone if t == cmd.completed_task_id]
+            cancelled = [t for t in gone if t != cmd.completed_task_id]
+            if completed:
+                s.execute(tasks.update().where(tasks.c.id.in_(completed), tasks.c.status == "open")
+                          .values(status="completed", completed_at=now, completed_by=cmd.user))
+            if cancelled:
+                s.execute(tasks.update().where(tasks.c.id.in_(cancelled), tasks.c.status == "open")
+                          .values(status="cancelled", completed_at=now))
+            s.execute(TaskCandidate.__table__.delete().where(TaskCandidate.__table__.c.task_id.in_(gone)))
+        if not new:
+            return
+        rows, candidates = [], []
+        for task_id in new:
+            t = after.human[task_id]
             a = t.internal_data.get("assignment") or {}
             ext = t.task_spec.extensions or {}
             due = datetime.fromisoformat(a["dueDate"]) if a.get("dueDate") else None
             follow = datetime.fromisoformat(a["followUpDate"]) if a.get("followUpDate") else None
-            task_row = Task(
-                id=task_id, instance_id=row.id, definition_id=definition.id, process_key=definition.key,
-                business_key=row.business_key, element_id=t.task_spec.bpmn_id,
-                name=t.task_spec.bpmn_name or t.task_spec.bpmn_id, status="open",
-                assignee=a.get("assignee"), candidate_users=a.get("candidateUsers") or [],
-                candidate_groups=a.get("candidateGroups") or [], created_at=now, due_at=due,
-                follow_up_at=follow, priority=a.get("priority", 50), form_key=ext.get("formKey"),
-                sla_state=self.sla_state(due, now), search_text=search)
-            s.add(task_row)
-            candidates = [{"task_id": task_id, "kind": "user", "ident": u} for u in task_row.candidate_users]
-            candidates += [{"task_id": task_id, "kind": "group", "ident": g} for g in task_row.candidate_groups]
-            if candidates:
-                s.flush()
-                s.execute(TaskCandidate.__table__.insert(), candidates)
+            name = t.task_spec.bpmn_name or t.task_spec.bpmn_id
+            users, groups = a.get("candidateUsers") or [], a.get("candidateGroups") or []
+            rows.append({"id": task_id, "instance_id": row.id, "definition_id": definition.id,
+                         "process_key": definition.key, "business_key": row.business_key,
+                         "element_id": t.task_spec.bpmn_id, "name": name, "status": "open",
+                         "assignee": a.get("assignee"), "owner": None, "candidate_users": users,
+                         "candidate_groups": groups, "created_at": now, "due_at": due, "follow_up_at": follow,
+                         "priority": a.get("priority", 50), "form_key": ext.get("formKey"),
+                         "sla_state": self.sla_state(due, now), "completed_at": None, "completed_by": None,
+                         "search_text": search})
+            candidates += [{"task_id": task_id, "kind": "user", "ident": u} for u in users]
+            candidates += [{"task_id": task_id, "kind": "group", "ident": g} for g in groups]
             cmd.events.append({"action": "task_created", "element_id": t.task_spec.bpmn_id,
-                               "element_name": task_row.name, "task_id": task_id,
-                               "details": {"assignee": task_row.assignee,
-                                           "candidate_groups": task_row.candidate_groups,
+                               "element_name": name, "task_id": task_id,
+                               "details": {"assignee": a.get("assignee"), "candidate_groups": groups,
                                            "due_at": due.isoformat() if due else None}})
+        s.execute(tasks.insert(), rows)
+        if candidates:
+            s.execute(TaskCandidate.__table__.insert(), candidates)
 
     def sla_state(self, due: datetime | None, now: datetime) -> str:
         if due is None:
@@ -587,46 +732,32 @@ class WorkflowEngine:
             return "due_soon"
         return "on_time"
 
-    def _sync_waits(self, s: Session, row: ProcessInstance, workflow: BpmnWorkflow, now: datetime) -> None:
-        """Timers and message subscriptions of the waiting catch events."""
-        timers, messages = {}, {}
-        if not workflow.completed:
-            for t in workflow.get_tasks(state=TaskState.WAITING):
-                spec = t.task_spec
-                if not isinstance(spec, CatchingEvent):
-                    continue
-                definitions = getattr(spec.event_definition, "event_definitions", [spec.event_definition])
-                for ed in definitions:
-                    if isinstance(ed, TimerEventDefinition):
-                        due = timer_due(t)
-                        if due is not None:
-                            timers[str(t.id)] = (spec.bpmn_id, due)
-                    elif isinstance(ed, MessageEventDefinition):
-                        messages[(str(t.id), ed.name)] = spec.bpmn_id
-        existing_timers = {t.task_id: t for t in s.execute(
-            select(Timer).where(Timer.instance_id == row.id)).scalars()}
-        for task_id, timer in existing_timers.items():
-            if task_id not in timers:
-                s.delete(timer)
-            else:
-                element, due = timers[task_id]
-                if timer.due_at != due or timer.status != "pending":
-                    timer.due_at, timer.status = due, "pending"
-                    timer.lease_owner = timer.lease_until = None
-        for task_id, (element, due) in timers.items():
-            if task_id not in existing_timers:
-                s.add(Timer(id=str(uuid.uuid4()), instance_id=row.id, task_id=task_id, element_id=element,
-                            due_at=due, status="pending", fired_count=0))
-        existing_subs = {(m.task_id, m.message_name): m for m in s.execute(
-            select(MessageSubscription).where(MessageSubscription.instance_id == row.id)).scalars()}
-        for key, sub in existing_subs.items():
-            if key not in messages:
-                s.delete(sub)
-        for (task_id, name), element in messages.items():
-            if (task_id, name) not in existing_subs:
-                s.add(MessageSubscription(id=str(uuid.uuid4()), instance_id=row.id, task_id=task_id,
-                                          element_id=element, message_name=name,
-                                          business_key=row.business_key))
+    def _sync_waits(self, s: Session, row, before: "Snapshot", after: "Snapshot") -> None:
+        """Timers and message subscriptions of the waiting catch events (only what changed)."""
+        timers = Timer.__table__
+        gone = [tid for tid in before.timers if tid not in after.timers]
+        if gone:
+            s.execute(timers.delete().where(timers.c.instance_id == row.id, timers.c.task_id.in_(gone)))
+        for task_id, (element, due) in after.timers.items():
+            if task_id in before.timers:
+                if before.timers[task_id][1] != due:
+                    s.execute(timers.update().where(timers.c.instance_id == row.id, timers.c.task_id == task_id)
+                              .values(due_at=due, status="pending", lease_owner=None, lease_until=None,
+                                      attempts=0, last_error=None))
+                continue
+            s.execute(timers.insert().values(id=str(uuid.uuid4()), instance_id=row.id, task_id=task_id,
+                                             element_id=element, due_at=due, status="pending", fired_count=0,
+                                             attempts=0))
+        subs = MessageSubscription.__table__
+        for (task_id, name) in before.messages:
+            if (task_id, name) not in after.messages:
+                s.execute(subs.delete().where(subs.c.instance_id == row.id, subs.c.task_id == task_id,
+                                              subs.c.message_name == name))
+        new = [{"id": str(uuid.uuid4()), "instance_id": row.id, "task_id": task_id, "element_id": element,
+                "message_name": name, "business_key": row.business_key}
+               for (task_id, name), element in after.messages.items() if (task_id, name) not in before.messages]
+        if new:
+            s.execute(subs.insert(), new)
 
     def _record(self, s: Session, instance_id: str | None, user: str | None, action: str, *,
                 element_id=None, element_name=None, task_id=None, details=None, at=None) -> None:
@@ -643,26 +774,22 @@ class WorkflowEngine:
         variables = check_variables(variables)
         if business_key is not None and (not isinstance(business_key, str) or len(business_key) > 255):
             raise InvalidInput("businessKey must be text of at most 255 characters")
-        with self.db.transaction() as s:
+        with self._command() as s:
             return self._start(s, process_key, definition_id, business_key, variables, user,
                                parent_instance_id, start_event)
 
     def _start(self, s, process_key, definition_id, business_key, variables, user, parent_instance_id,
                start_event=None) -> dict:
         if definition_id:
-            definition = s.get(ProcessDefinition, definition_id)
-            if definition is None:
-                raise NotFound(f"process definition '{definition_id}' does not exist",
-                               definition_id=definition_id)
+            definition = self._definition_info(s, definition_id)
         elif process_key:
-            definition = self.latest_definition(s, process_key)
+            definition = self._definition_info(s, self._latest_definition_id(s, process_key))
         else:
             raise InvalidInput("give a process key or a definition id")
-        spec, subprocess_specs = self.serializer.load_spec(definition.id, definition.spec)
+        spec, subprocess_specs = self._specs(s, definition)
         now = self.clock.now()
-        row = ProcessInstance(id=str(uuid.uuid4()), definition_id=definition.id, process_key=definition.key,
-                              business_key=business_key, status="active", version=1, started_at=now,
-                              started_by=user, parent_instance_id=parent_instance_id, summary={})
+        row = InstanceRecord(str(uuid.uuid4()), definition.id, definition.key, business_key, "active", 1, now,
+                             None, user, parent_instance_id, {})
         workflow = BpmnWorkflow(spec, subprocess_specs)
         workflow.script_engine = DialectScriptEngine(self._runtime(s, row, definition))
         initiator = None
@@ -680,8 +807,9 @@ class WorkflowEngine:
                                                           "version": definition.version,
                                                           "business_key": business_key,
                                                           "parent_instance_id": parent_instance_id}})
+        before = Snapshot({}, {}, {}, {}, {}, {})
         self._run_engine(workflow, definition)
-        self._save(s, row, definition, workflow, cmd, before_vars={}, before_done=set(), is_new=True)
+        self._save(s, Loaded(row, definition, workflow, before), cmd, is_new=True)
         return self._instance_summary(row)
 
     @staticmethod
@@ -707,6 +835,13 @@ class WorkflowEngine:
             if chosen:
                 t.internal_data["event_fired"] = True
 
+    def _task_record(self, s: Session, task_id: str):
+        """The task row without the ORM (the hot path of completing)."""
+        found = s.execute(self._stmt_task_by_id, {"task_id": task_id}).first()
+        if found is None:
+            raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
+        return found
+
     def _load_task(self, s: Session, task_id: str) -> Task:
         row = s.get(Task, task_id)
         if row is None:
@@ -714,7 +849,7 @@ class WorkflowEngine:
         return row
 
     def claim(self, task_id: str, user: str, *, force: bool = False) -> dict:
-        with self.db.transaction() as s:
+        with self._command() as s:
             task = self._load_task(s, task_id)
             self._require_open(task)
             if task.assignee and task.assignee != user and not force:
@@ -726,7 +861,7 @@ class WorkflowEngine:
             return self.task_dict(task)
 
     def unclaim(self, task_id: str, user: str | None) -> dict:
-        with self.db.transaction() as s:
+        with self._command() as s:
             task = self._load_task(s, task_id)
             self._require_open(task)
             previous = task.assignee
@@ -736,7 +871,7 @@ class WorkflowEngine:
             return self.task_dict(task)
 
     def assign(self, task_id: str, assignee: str | None, user: str | None) -> dict:
-        with self.db.transaction() as s:
+        with self._command() as s:
             task = self._load_task(s, task_id)
             self._require_open(task)
             if assignee is not None and s.execute(select(User).where(User.username == assignee)).first() is None:
@@ -783,22 +918,21 @@ class WorkflowEngine:
         """Complete a human task with data. Raises Conflict when the task is not open any more,
         is assigned to someone else, or the instance changed meanwhile."""
         variables = check_variables(variables)
-        with self.db.transaction() as s:
-            task = self._load_task(s, task_id)
+        with self._command() as s:
+            task = self._task_record(s, task_id)
             self._require_open(task)
             if task.assignee and user and task.assignee != user:
                 raise Conflict(f"task '{task.name}' is assigned to {task.assignee}", task_id=task_id,
                                assignee=task.assignee)
             if require_assignee and not task.assignee:
                 raise Conflict(f"claim task '{task.name}' before completing it", task_id=task_id)
-            row, definition, workflow = self._load(s, task.instance_id)
+            loaded = self._load(s, task.instance_id)
+            definition, workflow = loaded.definition, loaded.workflow
             spiff_task = workflow.get_task_from_id(uuid.UUID(task_id))
             if spiff_task is None or spiff_task.state != TaskState.READY:
                 raise Conflict(f"task '{task.name}' is not ready", task_id=task_id)
             form = TaskForm.from_extensions(spiff_task.task_spec.extensions)
             values = form.validate(variables)
-            before_vars = self._variables(workflow)
-            before_done = self._finished_ids(workflow)
             spiff_task.data.update(values)
             cmd = Command(user, "complete", completed_task_id=task_id)
             cmd.events.append({"action": "complete", "element_id": task.element_id, "element_name": task.name,
@@ -808,24 +942,22 @@ class WorkflowEngine:
             except SpiffWorkflowException as exc:
                 raise self._process_error(exc, definition) from exc
             self._run_engine(workflow, definition)
-            self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
-            return self._instance_summary(row, s)
+            self._save(s, loaded, cmd)
+            return self._instance_summary(loaded.row)
 
     def set_variables(self, instance_id: str, variables: Mapping[str, Any], *, user: str | None = None) -> None:
         variables = check_variables(variables)
-        with self.db.transaction() as s:
-            row, definition, workflow = self._load(s, instance_id)
-            before_vars = self._variables(workflow)
-            before_done = self._finished_ids(workflow)
-            targets = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
-            for t in targets:
+        with self._command() as s:
+            loaded = self._load(s, instance_id)
+            for t in loaded.workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
                 t.data.update(variables)
-            cmd = Command(user, "set_variables")
-            self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
+            self._save(s, loaded, Command(user, "set_variables"))
 
     def cancel(self, instance_id: str, *, user: str | None = None, reason: str | None = None) -> None:
-        with self.db.transaction() as s:
-            row, definition, workflow = self._load(s, instance_id)
+        with self._command() as s:
+            loaded = self._load(s, instance_id)
+            row, workflow = loaded.row, loaded.workflow
+            self._workflows.drop(row.id)
             now = self.clock.now()
             workflow.cancel()
             row.status = "cancelled"
@@ -833,7 +965,7 @@ class WorkflowEngine:
             result = s.execute(update(ProcessInstance).where(ProcessInstance.id == row.id,
                                                              ProcessInstance.version == row.version)
                                .values(status="cancelled", ended_at=now, version=row.version + 1,
-                                       state=self.serializer.dump_data(self._variables(workflow)))
+                                       state=self.serializer.dump_data(loaded.before.variables))
                                .execution_options(synchronize_session=False))
             if result.rowcount != 1:
                 raise Conflict("the instance was changed by someone else at the same time", instance_id=row.id)
@@ -856,7 +988,7 @@ class WorkflowEngine:
             raise InvalidInput("messageName is required")
         variables = check_variables(variables)
         correlation_keys = dict(correlation_keys or {})
-        with self.db.transaction() as s:
+        with self._command() as s:
             q = select(MessageSubscription).join(
                 ProcessInstance, ProcessInstance.id == MessageSubscription.instance_id).where(
                 MessageSubscription.message_name == message_name, ProcessInstance.status == "active")
@@ -901,9 +1033,8 @@ class WorkflowEngine:
         return out
 
     def _deliver(self, s: Session, sub: MessageSubscription, name: str, variables: dict, user) -> dict:
-        row, definition, workflow = self._load(s, sub.instance_id)
-        before_vars = self._variables(workflow)
-        before_done = self._finished_ids(workflow)
+        loaded = self._load(s, sub.instance_id)
+        row, definition, workflow = loaded.row, loaded.definition, loaded.workflow
         task = workflow.get_task_from_id(uuid.UUID(sub.task_id))
         if task is None or task.state != TaskState.WAITING:
             raise Conflict(f"the instance is no longer waiting for message '{name}'", instance_id=row.id)
@@ -918,13 +1049,13 @@ class WorkflowEngine:
         cmd.events.append({"action": "message", "element_id": sub.element_id, "task_id": sub.task_id,
                            "details": {"message": name, "variables": _json_safe(variables)}})
         self._run_engine(workflow, definition)
-        self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
-        return {"result_type": "Execution", "instance": self._instance_summary(row, s)}
+        self._save(s, loaded, cmd)
+        return {"result_type": "Execution", "instance": self._instance_summary(row)}
 
     # ------------------------------------------------------------------------ timers ----------
     def fire_timer(self, timer_id: str, *, worker: str | None = None) -> bool:
         """Fire one due timer in its own transaction. Returns False when it was not due or gone."""
-        with self.db.transaction() as s:
+        with self._command() as s:
             q = select(Timer).where(Timer.id == timer_id)
             if not self.db.is_sqlite:
                 q = q.with_for_update(skip_locked=True)
@@ -934,14 +1065,12 @@ class WorkflowEngine:
                 return False
             if timer.instance_id is None:
                 return self._fire_start_timer(s, timer, now)
-            row, definition, workflow = self._load(s, timer.instance_id)
-            before_vars = self._variables(workflow)
-            before_done = self._finished_ids(workflow)
+            loaded = self._load(s, timer.instance_id)
             cmd = Command("scheduler", "timer")
             cmd.events.append({"action": "timer", "element_id": timer.element_id, "task_id": timer.task_id,
                                "details": {"due_at": timer.due_at.isoformat()}})
-            self._run_engine(workflow, definition)
-            self._save(s, row, definition, workflow, cmd, before_vars=before_vars, before_done=before_done)
+            self._run_engine(loaded.workflow, loaded.definition)
+            self._save(s, loaded, cmd)
             return True
 
     def _fire_start_timer(self, s: Session, timer: Timer, now: datetime) -> bool:
@@ -976,7 +1105,7 @@ class WorkflowEngine:
         """Recompute due-soon / overdue on open tasks; returns how many changed."""
         now = self.clock.now()
         soon = now + timedelta(minutes=self.settings.due_soon_minutes)
-        with self.db.transaction() as s:
+        with self._command() as s:
             n = s.execute(update(Task).where(Task.status == "open", Task.due_at <= now,
                                              Task.sla_state != "overdue").values(sla_state="overdue")).rowcount
             n += s.execute(update(Task).where(Task.status == "open", Task.due_at > now, Task.due_at <= soon,
@@ -1046,7 +1175,7 @@ class WorkflowEngine:
     def list_tasks(self, f: TaskQuery | None = None, **kwargs) -> list[dict]:
         f = f or TaskQuery(**kwargs)
         with self.db.reader() as s:
-            q = self._task_filter(select(Task), f)
+            q = self._task_filter(select(Task.__table__), f)
             if f.sort == "priority":
                 q = q.order_by(Task.priority.desc(), Task.due_at.is_(None), Task.due_at, Task.created_at)
             elif f.sort == "created":
@@ -1054,7 +1183,7 @@ class WorkflowEngine:
             else:
                 q = q.order_by(Task.due_at.is_(None), Task.due_at, Task.priority.desc(), Task.created_at)
             q = q.offset(max(0, f.offset)).limit(max(0, min(f.limit, 1000)))
-            return [self.task_dict(t) for t in s.execute(q).scalars()]
+            return [self.task_dict(t) for t in s.execute(q)]
 
     def count_tasks(self, f: TaskQuery | None = None, **kwargs) -> int:
         f = f or TaskQuery(**kwargs)
@@ -1065,9 +1194,7 @@ class WorkflowEngine:
         with self.db.reader() as s:
             return self.task_dict(self._load_task(s, task_id))
 
-    def _instance_summary(self, row: ProcessInstance, s: Session | None = None) -> dict:
-        if s is not None:
-            s.refresh(row)
+    def _instance_summary(self, row) -> dict:
         return {"id": row.id, "definition_id": row.definition_id, "process_key": row.process_key,
                 "business_key": row.business_key, "status": row.status, "started_at": row.started_at,
                 "ended_at": row.ended_at, "started_by": row.started_by,

@@ -250,7 +250,6 @@ class DecisionEvaluation:
 
 # --------------------------------------------------------------------------- coercion
 
-_CAMUNDA_DATE_TYPES = {"date"}
 _TYPE_ALIASES = {
     "string": "string",
     "boolean": "boolean",

@@ -63,14 +63,21 @@ Deliberate leniencies (Camunda users pass Python values from process data): a ``
 compared with a ``date and time`` is taken as midnight of that day, and a naive
 ``date and time`` compared with one that has a time zone is taken as UTC.
 
+Beyond what S-FEEL needs, the grammar also has filters (``items[price > 10]``,
+``scores[-1]``), ``for``/``some``/``every``, ``instance of`` with the built-in type names,
+``@"..."`` temporal literals and ``//``/``/* */`` comments.
+
 Not supported: user-defined function definitions (``function(x) ...``), ``sort`` with a
-precedes function, type expressions such as ``list<number>`` in ``instance of``, the
-range built-ins of DMN 1.4 (``before``, ``meets``...).
+precedes function, type expressions such as ``list<number>`` in ``instance of``,
+open-start intervals written ``]a..b]`` outside unary tests and ``in`` (use ``(a..b]``),
+dates outside years 1-9999 and sub-microsecond precision, the range built-ins of
+DMN 1.4 (``before``, ``meets``...).
 """
 
 from __future__ import annotations
 
 import calendar
+import difflib
 import functools
 import math
 import re
@@ -98,6 +105,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 __all__ = [
+    "BUILTIN_FUNCTIONS",
     "FEEL_DECIMAL_CONTEXT",
     "CompiledFeel",
     "CompiledUnaryTests",
@@ -1852,8 +1860,27 @@ def _describe_expected(expected: Iterable[str]) -> str:
         "NUMBER": "a number",
         "STRING": "a string",
         "CMP": "a comparison operator",
+        "OPEN_END": "'['",
+        "$END": "end of expression",
+        "SPECIAL_NAME": "a name",
+        "AT_LITERAL": '@"..."',
+        "QUANTIFIER": "'some'/'every'",
     }
-    items = sorted({pretty.get(e, e.lower().strip("_")) for e in expected if not e.startswith("__")})
+
+    def describe(terminal: str) -> str:
+        if terminal in pretty:
+            return pretty[terminal]
+        if terminal.isalpha() and terminal.isupper():  # a keyword such as ELSE
+            return f"'{terminal.lower()}'"
+        return terminal.lower()
+
+    expected = set(expected)
+    if {"NUMBER", "STRING", "NAME_PART"} <= expected:  # anything that starts an expression
+        return "; expected an expression"
+    pretty.update(
+        {"MINUS": "'-'", "PLUS": "'+'", "QMARK": "'?'", "STAR": "'*'", "SLASH": "'/'", "DOT": "'.'"}
+    )
+    items = sorted({describe(e) for e in expected if not e.startswith("__")})
     if not items:
         return ""
     if len(items) > 6:
@@ -2445,7 +2472,9 @@ class _Compiler:
             if fname not in self.functions:
                 if fname in _BUILTINS:
                     return self._builtin_call(t, fname, positional, named)
-                raise self.error(f"unknown function '{fname}'", callee)
+                close = difflib.get_close_matches(fname, list(_BUILTINS) + sorted(self.functions), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise self.error(f"unknown function '{fname}'{hint}", callee)
             fn_name = fname
 
             def lookup_callee(s: Scope) -> Any:

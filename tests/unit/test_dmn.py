@@ -86,7 +86,11 @@ def table(
         )
     for i, out in enumerate(outputs):
         oname, type_ref = out[:2]
-        values = f'<outputValues id="UnaryTests_ov_{decision_id}_{i}"><text>{escape(out[2])}</text></outputValues>' if len(out) > 2 else ""
+        values = (
+            f'<outputValues id="UnaryTests_ov_{decision_id}_{i}"><text>{escape(out[2])}</text></outputValues>'
+            if len(out) > 2
+            else ""
+        )
         parts.append(
             f'<output id="Output_{decision_id}_{i}" label="{oname}" name="{oname}" typeRef="{type_ref}">{values}</output>'
         )
@@ -102,7 +106,9 @@ def table(
     return "\n".join(parts)
 
 
-def literal(decision_id: str, variable: str, text: str, type_ref: str = "string", requires: tuple[str, ...] = ()) -> str:
+def literal(
+    decision_id: str, variable: str, text: str, type_ref: str = "string", requires: tuple[str, ...] = ()
+) -> str:
     reqs = "".join(
         f'<informationRequirement id="IR_{decision_id}_{i}"><requiredDecision href="#{r}" /></informationRequirement>'
         for i, r in enumerate(requires)
@@ -175,7 +181,9 @@ def test_required_decision_chain_exposes_results_by_output_name_and_decision_id(
 
 
 def test_evaluate_detailed_reports_matched_rules_of_the_whole_chain(routing):
-    ev = routing.evaluate_detailed("routingQueue", {"patient": {"age": 30}, "complaintType": "x", "hoursWaiting": 60})
+    ev = routing.evaluate_detailed(
+        "routingQueue", {"patient": {"age": 30}, "complaintType": "x", "hoursWaiting": 60}
+    )
     assert ev.value == "priority-desk"
     assert [(r.decision_id, r.matched_rule_ids) for r in ev.required] == [
         ("patientCategory", ("DecisionRule_adult",)),
@@ -185,9 +193,13 @@ def test_evaluate_detailed_reports_matched_rules_of_the_whole_chain(routing):
 
 
 def test_output_types_are_plain_python(routing):
-    result = routing.evaluate("callbackPriority", {"patient": {"age": 8}, "complaintType": "clinical", "hoursWaiting": 1})
+    result = routing.evaluate(
+        "callbackPriority", {"patient": {"age": 8}, "complaintType": "clinical", "hoursWaiting": 1}
+    )
     assert type(result[0]["slaHours"]) is int
-    raw = routing.evaluate("callbackPriority", {"patient": {"age": 8}, "complaintType": "clinical", "hoursWaiting": 1}, raw=True)
+    raw = routing.evaluate(
+        "callbackPriority", {"patient": {"age": 8}, "complaintType": "clinical", "hoursWaiting": 1}, raw=True
+    )
     assert raw[0]["slaHours"] == Decimal(1)
 
 
@@ -219,12 +231,16 @@ def test_dmn11_file_collect_sum_with_date_input_and_input_variable():
     fee = model.decisions["visitFee"]
     assert (fee.hit_policy, fee.aggregation) == ("COLLECT", "SUM")
     assert model.evaluate("visitFee", {"insurance": "private", "visitDate": "2024-12-25"}) == [{"fee": 80.5}]
-    assert model.evaluate("visitFee", {"insurance": "public", "visitDate": date(2024, 12, 27)}) == [{"fee": 25.5}]
+    assert model.evaluate("visitFee", {"insurance": "public", "visitDate": date(2024, 12, 27)}) == [
+        {"fee": 25.5}
+    ]
     # typeRef="double": always a float, as Camunda returns a Double
     result = model.evaluate("visitFee", {"insurance": "private", "visitDate": "2024-01-02"})
     assert result == [{"fee": 65.5}] and type(result[0]["fee"]) is float
     # Camunda's date type takes a date-time too
-    assert model.evaluate("visitFee", {"insurance": "x", "visitDate": datetime(2024, 12, 24, 9, 30)}) == [{"fee": 40.5}]
+    assert model.evaluate("visitFee", {"insurance": "x", "visitDate": datetime(2024, 12, 24, 9, 30)}) == [
+        {"fee": 40.5}
+    ]
 
 
 def test_parsing_the_same_bytes_again_is_cached():
@@ -239,7 +255,11 @@ AGE_SEVERITY_VIP = [("Severity", "severity", "integer"), ("VIP", "vip", "boolean
 
 
 def escalation(hit_policy: str, aggregation: str | None = None, output_type: str = "string") -> str:
-    outputs = [("level", output_type, '"board","manager","team"')] if output_type == "string" else [("points", output_type)]
+    outputs = (
+        [("level", output_type, '"board","manager","team"')]
+        if output_type == "string"
+        else [("points", output_type)]
+    )
     if output_type == "string":
         outs = [['"manager"'], ['"board"'], ['"team"'], ['"team"']]
     else:
@@ -264,20 +284,31 @@ def test_priority_hit_policy_uses_the_order_of_output_values():
     assert model.evaluate("escalation", {"severity": 9, "vip": True}) == [{"level": "board"}]
     assert model.evaluate("escalation", {"severity": 9, "vip": False}) == [{"level": "manager"}]
     assert model.evaluate("escalation", {"severity": 2, "vip": False}) == [{"level": "team"}]
-    assert model.evaluate_detailed("escalation", {"severity": 9, "vip": True}).matched_rule_ids == ("escalation_rule2",)
+    assert model.evaluate_detailed("escalation", {"severity": 9, "vip": True}).matched_rule_ids == (
+        "escalation_rule2",
+    )
 
 
 def test_output_order_hit_policy_sorts_by_output_values():
     model = model_of(escalation("OUTPUT ORDER"))
-    assert model.evaluate("escalation", {"severity": 9, "vip": True}) == [{"level": "board"}, {"level": "manager"}]
+    assert model.evaluate("escalation", {"severity": 9, "vip": True}) == [
+        {"level": "board"},
+        {"level": "manager"},
+    ]
     assert model.evaluate_value("escalation", {"severity": 2, "vip": True}) == ["board", "team"]
 
 
 def test_rule_order_and_collect_keep_rule_order():
     for policy in ("RULE ORDER", "COLLECT"):
         model = model_of(escalation(policy))
-        assert model.evaluate("escalation", {"severity": 2, "vip": False}) == [{"level": "team"}, {"level": "team"}]
-        assert model.evaluate("escalation", {"severity": 9, "vip": True}) == [{"level": "manager"}, {"level": "board"}]
+        assert model.evaluate("escalation", {"severity": 2, "vip": False}) == [
+            {"level": "team"},
+            {"level": "team"},
+        ]
+        assert model.evaluate("escalation", {"severity": 9, "vip": True}) == [
+            {"level": "manager"},
+            {"level": "board"},
+        ]
         assert model.evaluate("escalation", {"severity": 5, "vip": None}) == [{"level": "team"}]
 
 
@@ -300,8 +331,14 @@ def test_collect_aggregations(aggregation, severity, vip, expected):
 
 
 def test_collect_aggregation_without_matches():
-    dec = table("points", [("Severity", "severity", "integer")], [("points", "integer")], [([">= 8"], ["30"])],
-                hit_policy="COLLECT", aggregation="COUNT")
+    dec = table(
+        "points",
+        [("Severity", "severity", "integer")],
+        [("points", "integer")],
+        [([">= 8"], ["30"])],
+        hit_policy="COLLECT",
+        aggregation="COUNT",
+    )
     model = model_of(dec)
     assert model.evaluate("points", {"severity": 1}) == [{"points": 0}]
     model = model_of(dec.replace('aggregation="COUNT"', 'aggregation="SUM"'))
@@ -322,7 +359,9 @@ def test_unique_hit_policy_violation_names_the_rules():
 
 def test_any_hit_policy_accepts_agreeing_rules_and_rejects_conflicts():
     model = model_of(escalation("ANY"))
-    assert model.evaluate("escalation", {"severity": 2, "vip": False}) == [{"level": "team"}]  # rules 3 and 4 agree
+    assert model.evaluate("escalation", {"severity": 2, "vip": False}) == [
+        {"level": "team"}
+    ]  # rules 3 and 4 agree
     with pytest.raises(DmnEvaluationError, match=r"ANY violated: rules escalation_rule1, escalation_rule2"):
         model.evaluate("escalation", {"severity": 9, "vip": True})
 
@@ -349,7 +388,9 @@ def test_empty_output_entry_is_left_out_of_the_result():
 
 
 def test_default_output_entry_when_no_rule_matches():
-    dec = table("ward", [("Department", "department", "string")], [("ward", "string")], [(['"cardiology"'], ['"C2"'])])
+    dec = table(
+        "ward", [("Department", "department", "string")], [("ward", "string")], [(['"cardiology"'], ['"C2"'])]
+    )
     dec = dec.replace(
         '<output id="Output_ward_0" label="ward" name="ward" typeRef="string">',
         '<output id="Output_ward_0" label="ward" name="ward" typeRef="string">'
@@ -366,7 +407,11 @@ def test_default_output_entry_when_no_rule_matches():
 def test_unary_test_forms_in_cells():
     dec = table(
         "triage",
-        [("Symptom", "symptom", "string"), ("Temperature", "temperature", "double"), ("Admitted", "admitted", "date")],
+        [
+            ("Symptom", "symptom", "string"),
+            ("Temperature", "temperature", "double"),
+            ("Admitted", "admitted", "date"),
+        ],
         [("code", "string")],
         [
             (['"chest pain","stroke"', "", ""], ['"red"']),
@@ -423,9 +468,9 @@ def test_output_entries_can_compute_from_inputs_and_variables():
         [(['"urgent"'], ['received + duration("P1D")', '"Call " + upper case(name) + " today"'])],
     )
     model = model_of(dec)
-    assert model.evaluate("deadline", {"priority": "urgent", "received": date(2024, 2, 28), "name": "ana"}) == [
-        {"due": date(2024, 2, 29), "message": "Call ANA today"}
-    ]
+    assert model.evaluate(
+        "deadline", {"priority": "urgent", "received": date(2024, 2, 28), "name": "ana"}
+    ) == [{"due": date(2024, 2, 29), "message": "Call ANA today"}]
 
 
 def test_literal_expression_decision_result_shape_and_type():
@@ -445,9 +490,16 @@ def test_required_collect_decision_is_seen_as_a_list_and_by_name():
         hit_policy="COLLECT",
         name="Screening checks",
     )
-    summary = literal("summary", "summary", 'string join(check, ", ") + " / " + string(count(Screening checks))', requires=("checks",))
+    summary = literal(
+        "summary",
+        "summary",
+        'string join(check, ", ") + " / " + string(count(Screening checks))',
+        requires=("checks",),
+    )
     model = model_of(checks, summary)
-    assert model.evaluate("summary", {"age": 55}) == [{"summary": "colonoscopy, mammogram, blood pressure / 3"}]
+    assert model.evaluate("summary", {"age": 55}) == [
+        {"summary": "colonoscopy, mammogram, blood pressure / 3"}
+    ]
 
 
 def test_names_with_spaces_and_keywords_from_input_data():
@@ -455,7 +507,12 @@ def test_names_with_spaces_and_keywords_from_input_data():
         '<inputData id="InputData_1" name="Date and Time of Call"><variable id="v1" name="Date and Time of Call" typeRef="dateTime" /></inputData>'
         '<inputData id="InputData_2" name="Unused Input"><variable id="v2" name="Unused Input" typeRef="string" /></inputData>'
     )
-    dec = literal("night", "night", "Date and Time of Call.hour >= 22 or Date and Time of Call.hour < 6", type_ref="boolean")
+    dec = literal(
+        "night",
+        "night",
+        "Date and Time of Call.hour >= 22 or Date and Time of Call.hour < 6",
+        type_ref="boolean",
+    )
     model = model_of(dec, extra=extra)
     assert model.input_data == ("Date and Time of Call", "Unused Input")
     assert model.evaluate_value("night", {"Date and Time of Call": datetime(2024, 1, 1, 23, 15)}) is True
@@ -473,7 +530,10 @@ def test_business_knowledge_model_is_callable():
         "</encapsulatedLogic></businessKnowledgeModel>"
     )
     dec = literal("bmi", "bmi", "BMI(kg, m)", type_ref="double")
-    dec = dec.replace("<literalExpression", '<knowledgeRequirement id="kr1"><requiredKnowledge href="#bkm_bmi" /></knowledgeRequirement><literalExpression')
+    dec = dec.replace(
+        "<literalExpression",
+        '<knowledgeRequirement id="kr1"><requiredKnowledge href="#bkm_bmi" /></knowledgeRequirement><literalExpression',
+    )
     model = model_of(dec, extra=extra)
     assert model.evaluate("bmi", {"kg": 81, "m": 1.8}) == [{"bmi": 25.0}]
 
@@ -560,7 +620,9 @@ def test_bad_input_expression_and_literal_expression():
 
 
 def test_malformed_xml_reports_the_line():
-    err = definition_error('<?xml version="1.0"?>\n<definitions xmlns="' + DMN13 + '">\n<decision id="x">\n</definitions>')
+    err = definition_error(
+        '<?xml version="1.0"?>\n<definitions xmlns="' + DMN13 + '">\n<decision id="x">\n</definitions>'
+    )
     assert "malformed XML" in err.reason
     assert err.line == 4
 
@@ -574,7 +636,14 @@ def test_unknown_hit_policy_and_misplaced_aggregation():
     dec = table("t", [("A", "a", "integer")], [("b", "string")], [(["1"], ['"x"'])], hit_policy="SOMETIMES")
     err = definition_error(camunda_file(dec))
     assert "unknown hit policy 'SOMETIMES'" in err.reason and err.element_id == "t"
-    dec = table("t", [("A", "a", "integer")], [("b", "integer")], [(["1"], ["2"])], hit_policy="FIRST", aggregation="SUM")
+    dec = table(
+        "t",
+        [("A", "a", "integer")],
+        [("b", "integer")],
+        [(["1"], ["2"])],
+        hit_policy="FIRST",
+        aggregation="SUM",
+    )
     assert "only allowed with hit policy COLLECT" in definition_error(camunda_file(dec)).reason
 
 
@@ -601,14 +670,17 @@ def test_required_decision_cycle():
 
 def test_non_feel_expression_language_is_rejected():
     dec = table("t", [("A", "a", "integer")], [("b", "string")], [(["1"], ['"x"'])]).replace(
-        '<inputExpression id="InputExpression_t_0"', '<inputExpression id="InputExpression_t_0" expressionLanguage="juel"'
+        '<inputExpression id="InputExpression_t_0"',
+        '<inputExpression id="InputExpression_t_0" expressionLanguage="juel"',
     )
     err = definition_error(camunda_file(dec))
     assert "juel" in err.reason and err.element_id == "InputExpression_t_0"
 
 
 def test_unsupported_decision_logic_is_reported():
-    xml = camunda_file('<decision id="ctx" name="ctx"><context id="c1"><contextEntry><literalExpression><text>1</text></literalExpression></contextEntry></context></decision>')
+    xml = camunda_file(
+        '<decision id="ctx" name="ctx"><context id="c1"><contextEntry><literalExpression><text>1</text></literalExpression></contextEntry></context></decision>'
+    )
     err = definition_error(xml)
     assert "<context>" in err.reason and "not supported" in err.reason and err.element_id == "ctx"
 
@@ -617,3 +689,21 @@ def test_rule_with_missing_entries():
     dec = table("t", [("A", "a", "integer"), ("B", "b", "integer")], [("c", "string")], [(["1"], ['"x"'])])
     err = definition_error(camunda_file(dec))
     assert err.element_id == "t_rule1" and "1 input entries" in err.reason
+
+
+def test_chinese_labels_values_and_input_variable():
+    dec = table(
+        "分诊",
+        [("类别", "类别", "string", "类别值"), ("金额", "金额", "double")],
+        [("通道", "string")],
+        [
+            (['"收费争议"', ">= 1000"], ['"财务"']),
+            (['类别值 = "收费争议"', "< 1000"], ['"前台"']),
+            (["-", "-"], ['"综合"']),
+        ],
+        hit_policy="FIRST",
+    )
+    model = model_of(dec)
+    assert model.evaluate("分诊", {"类别": "收费争议", "金额": 1500}) == [{"通道": "财务"}]
+    assert model.evaluate("分诊", {"类别": "收费争议", "金额": 20}) == [{"通道": "前台"}]
+    assert model.evaluate("分诊", {"类别": "服务态度", "金额": 20}) == [{"通道": "综合"}]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -213,7 +213,7 @@ TEMPORAL = [
     ("date(2024, 5, 1)", date(2024, 5, 1)),
     ('date("2024-02-30")', None),
     ('date and time("2024-05-01T10:15:00")', datetime(2024, 5, 1, 10, 15)),
-    ('date and time("2024-05-01T10:15:00Z")', datetime(2024, 5, 1, 10, 15, tzinfo=timezone.utc)),
+    ('date and time("2024-05-01T10:15:00Z")', datetime(2024, 5, 1, 10, 15, tzinfo=UTC)),
     ('date and time("2024-05-01T10:15:00+02:00").hour', 10),
     ('date and time(date("2024-05-01"), time("08:00:00"))', datetime(2024, 5, 1, 8)),
     ('time("08:30:00")', time(8, 30)),
@@ -229,12 +229,15 @@ TEMPORAL = [
     ('admitted + duration("P1M")', date(2024, 3, 28)),
     ('date("2024-01-31") + duration("P1M")', date(2024, 2, 29)),
     ('date("2024-03-01") - admitted', timedelta(days=2)),
-    ('date and time("2024-05-01T10:00:00") - date and time("2024-05-01T08:30:00")', timedelta(hours=1, minutes=30)),
+    (
+        'date and time("2024-05-01T10:00:00") - date and time("2024-05-01T08:30:00")',
+        timedelta(hours=1, minutes=30),
+    ),
     ('duration("PT1H") * 3', timedelta(hours=3)),
     ('duration("P1D") / duration("PT6H")', 4),
     ('admitted < date("2024-03-01")', True),
-    ('admitted.year', 2024),
-    ('admitted.month + admitted.day', 30),
+    ("admitted.year", 2024),
+    ("admitted.month + admitted.day", 30),
     ('duration("P1DT2H").hours', 2),
     ('date("2024-05-01") = date and time("2024-05-01T00:00:00")', True),
     ('duration("P1D") > duration("PT23H")', True),
@@ -343,7 +346,7 @@ UNARY = [
     ("[age..age + 5]", 47, True),
     ("scores", 9, True),  # a list: membership
     ("scores", 10, False),
-    ("upper case(?) = \"ANA\"", "ana", True),
+    ('upper case(?) = "ANA"', "ana", True),
     ('starts with(?, "Dr")', "Dr. Who", True),
     ("< 5", None, False),  # null input: comparison is null, no match
     ("< 5", "abc", False),  # type mismatch: no match, no error
@@ -392,7 +395,7 @@ def test_syntax_errors_have_positions(text, column, fragment):
 
 def test_syntax_error_line_and_column_on_multiline_text():
     with pytest.raises(FeelSyntaxError) as err:
-        compile_expression("if age > 18\nthen \"a\"\nels \"b\"")
+        compile_expression('if age > 18\nthen "a"\nels "b"')
     assert (err.value.line, err.value.column) == (3, 1)
 
 
@@ -417,3 +420,12 @@ def test_unknown_variable_is_an_evaluation_error():
 def test_deeply_nested_text_is_rejected_cleanly():
     with pytest.raises(FeelSyntaxError, match="nested too deeply"):
         compile_expression("(" * 400 + "1" + ")" * 400)
+
+
+def test_chinese_names_and_strings():
+    context = {"患者": {"年龄": 70}, "投诉内容": "我要求退费", "科室 名称": "心内科"}
+    assert evaluate('if 患者.年龄 >= 65 then "老年" else "成人"', context) == "老年"
+    assert evaluate('contains(投诉内容, "退费")', context) is True
+    assert evaluate("string length(投诉内容)", context) == 5
+    assert evaluate('科室 名称 + "门诊"', context) == "心内科门诊"
+    assert compile_unary_tests('"收费争议","服务态度"').matches("服务态度") is True

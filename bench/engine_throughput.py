@@ -1,0 +1,193 @@
+"""Engine throughput: one process (start → DMN business rule task → exclusive gateway → 4 user
+tasks → end) run N times in four ways in the same run:
+
+  a  raw SpiffWorkflow in memory, spec parsed once (the same dialect: our parser, DMN and
+     expression language, no database)
+  b  naive: the whole workflow (spec included) serialized to JSON into SQLite after every step
+  c  this engine's service layer on SQLite: one transaction per command, tasks listed and
+     completed through the calls the web UI makes
+  d  the same on PostgreSQL when it answers at 127.0.0.1:5432
+
+Prints instances/s, the ratios c/a and c/b, peak RSS, and as its last line one JSON object.
+
+    .venv/bin/python bench/engine_throughput.py [N]
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer  # noqa: E402
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # noqa: E402
+from SpiffWorkflow.util.task import TaskState  # noqa: E402
+
+from engine.clock import FrozenClock  # noqa: E402
+from engine.config import Settings  # noqa: E402
+from engine.db import Database  # noqa: E402
+from engine.dialect import dmn  # noqa: E402
+from engine.dialect.parser import DialectParser, parse_xml  # noqa: E402
+from engine.dialect.scripting import DialectScriptEngine, Runtime  # noqa: E402
+from engine.serialization import _registry  # noqa: E402
+from engine.service import TaskQuery, WorkflowEngine  # noqa: E402
+
+BPMN = ROOT / "tests" / "fixtures" / "bpmn" / "triage_flow.bpmn"
+DMN = ROOT / "tests" / "fixtures" / "dmn" / "triage.dmn"
+PG_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
+CASES = [
+    {"category": "收费争议", "amount": 10, "urgent": True},
+    {"category": "收费争议", "amount": 2000, "urgent": False},
+    {"category": "服务态度", "amount": 0, "urgent": False},
+    {"category": "环境设施", "amount": 0, "urgent": False},
+]
+
+
+def variables(i: int) -> dict:
+    return dict(CASES[i % len(CASES)], patientName=f"患者{i}")
+
+
+def in_memory_setup():
+    parser = DialectParser()
+    parser.add_bpmn_xml(parse_xml(BPMN.read_bytes(), BPMN.name), BPMN.name)
+    spec = parser.get_spec("triage_flow")
+    model = dmn.parse_dmn(DMN.read_bytes(), DMN.name)
+    clock = FrozenClock()
+    settings = Settings()
+
+    def evaluate(key, binding, version, data, task):
+        return model.evaluate(key, data)
+
+    def new_workflow(i: int) -> BpmnWorkflow:
+        wf = BpmnWorkflow(spec)
+        wf.script_engine = DialectScriptEngine(Runtime(now=clock.now, tz=settings.tz,
+                                                       evaluate_decision=evaluate))
+        for t in wf.get_tasks(state=TaskState.READY):
+            t.data.update(variables(i))
+        return wf
+
+    return new_workflow
+
+
+def run_a(n: int) -> float:
+    new_workflow = in_memory_setup()
+    started = time.perf_counter()
+    for i in range(n):
+        wf = new_workflow(i)
+        wf.do_engine_steps()
+        while not wf.completed:
+            task = wf.get_next_task(state=TaskState.READY, manual=True)
+            task.run()
+            wf.do_engine_steps()
+    return n / (time.perf_counter() - started)
+
+
+def run_b(n: int, directory: Path) -> float:
+    new_workflow = in_memory_setup()
+    serializer = BpmnWorkflowSerializer(_registry())
+    conn = sqlite3.connect(directory / "naive.db")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE wf (id TEXT PRIMARY KEY, state TEXT)")
+    started = time.perf_counter()
+    for i in range(n):
+        wf = new_workflow(i)
+        wf.do_engine_steps()
+        key = str(uuid.uuid4())
+        with conn:
+            conn.execute("INSERT INTO wf VALUES (?, ?)", (key, serializer.serialize_json(wf)))
+        while not wf.completed:
+            task = wf.get_next_task(state=TaskState.READY, manual=True)
+            task.run()
+            wf.do_engine_steps()
+            with conn:
+                conn.execute("UPDATE wf SET state = ? WHERE id = ?", (serializer.serialize_json(wf), key))
+    conn.close()
+    return n / (time.perf_counter() - started)
+
+
+def run_service(n: int, url: str, directory: Path) -> float:
+    settings = Settings(database_url=url, workflows_dir=directory)
+    engine = WorkflowEngine(Database(url), settings, FrozenClock())
+    engine.init_db()
+    engine.deploy([(DMN.name, DMN.read_bytes()), (BPMN.name, BPMN.read_bytes())])
+    started = time.perf_counter()
+    for i in range(n):
+        inst = engine.start("triage_flow", business_key=f"B-{i}", variables=variables(i), user="frontdesk")
+        while True:
+            tasks = engine.list_tasks(TaskQuery(instance_id=inst["id"], limit=10))
+            if not tasks:
+                break
+            engine.complete(tasks[0]["id"], {}, user="frontdesk")
+    rate = n / (time.perf_counter() - started)
+    engine.db.dispose()
+    return rate
+
+
+def postgres_url() -> str | None:
+    try:
+        from sqlalchemy import create_engine, text
+
+        eng = create_engine(PG_URL)
+        schema = "bench_" + uuid.uuid4().hex[:8]
+        with eng.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            conn.commit()
+        eng.dispose()
+        return f"{PG_URL}?options=-csearch_path%3D{schema}"
+    except Exception:
+        return None
+
+
+def drop_schema(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    schema = url.rsplit("%3D", 1)[1]
+    eng = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        run_a(50)  # warm up imports and caches
+        a = run_a(n)
+        print(f"a  raw SpiffWorkflow in memory:       {a:8.1f} instances/s")
+        b = run_b(n, directory)
+        print(f"b  naive JSON into SQLite each step:   {b:8.1f} instances/s   (b/a {b / a:.3f})")
+        c = run_service(n, f"sqlite:///{directory / 'service.db'}", directory)
+        print(f"c  service layer on SQLite:            {c:8.1f} instances/s   (c/a {c / a:.3f}, c/b {c / b:.3f})")
+        d = None
+        url = postgres_url()
+        if url:
+            try:
+                d = run_service(n, url, directory)
+                print(f"d  service layer on PostgreSQL:        {d:8.1f} instances/s   (d/a {d / a:.3f})")
+            finally:
+                drop_schema(url)
+        else:
+            print("d  PostgreSQL does not answer: skipped")
+        rss = peak_rss_mb()
+        print(f"peak RSS {rss:.0f} MB; N = {n}")
+        print(json.dumps({"n": n, "a": round(a, 1), "b": round(b, 1), "c": round(c, 1),
+                          "d": round(d, 1) if d else None, "c_over_a": round(c / a, 3),
+                          "c_over_b": round(c / b, 3), "d_over_a": round(d / a, 3) if d else None,
+                          "peak_rss_mb": round(rss, 1)}))
+
+
+if __name__ == "__main__":
+    main()
