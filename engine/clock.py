@@ -7,24 +7,24 @@ time, so tests and catch-up runs move time without sleeping.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class Clock:
     """Wall clock; every time it returns is aware and in UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FrozenClock(Clock):
     """A clock that only moves when told to (tests, benchmarks, simulations)."""
 
     def __init__(self, start: datetime | None = None):
-        start = start or datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)
+        start = start or datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
         if start.tzinfo is None:
             raise ValueError("FrozenClock needs an aware datetime")
-        self._now = start.astimezone(timezone.utc)
+        self._now = start.astimezone(UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -35,7 +35,7 @@ class FrozenClock(Clock):
         if when.tzinfo is None:
             raise ValueError("FrozenClock needs an aware datetime")
         with self._lock:
-            self._now = when.astimezone(timezone.utc)
+            self._now = when.astimezone(UTC)
 
     def advance(self, delta: timedelta | None = None, **kwargs) -> datetime:
         delta = delta if delta is not None else timedelta(**kwargs)

@@ -30,7 +30,7 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         values: dict = {}
         if os.environ.get("DATABASE_URL"):
             values["database_url"] = os.environ["DATABASE_URL"]

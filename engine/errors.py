@@ -63,3 +63,9 @@ class ProcessError(EngineError):
     """The engine could not run a step of an instance (an expression failed, a decision had no result)."""
 
     code = "process_error"
+
+
+class TimerFiringError(EngineError):
+    """A due timer could not fire (the instance's step failed); nothing of the attempt was kept."""
+
+    code = "timer_failed"

@@ -30,7 +30,7 @@ class FormField:
     properties: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_extension(cls, raw: dict) -> "FormField":
+    def from_extension(cls, raw: dict) -> FormField:
         f = cls(id=raw["id"], label=raw.get("label") or raw["id"], type=raw.get("type") or "string",
                 properties=dict(raw.get("properties") or {}))
         f.options = [(v["id"], v.get("name") or v["id"]) for v in raw.get("values") or []]
@@ -76,8 +76,8 @@ class FormField:
                 validators.append(validate.Range(min=self.minimum, max=self.maximum))
             return fields.Integer(strict=False, validate=validators, **kwargs)
         if self.type == "boolean":
-            return fields.Boolean(truthy={True, "true", "1", "on", "yes", 1},
-                                  falsy={False, "false", "0", "off", "no", 0, ""}, **kwargs)
+            return fields.Boolean(truthy={True, "true", "1", "on", "yes"},
+                                  falsy={False, "false", "0", "off", "no", ""}, **kwargs)
         if self.type == "date":
             return DateField(validate=validators, **kwargs)
         if self.type == "enum":
@@ -122,7 +122,7 @@ class TaskForm:
         self.form_key = form_key
 
     @classmethod
-    def from_extensions(cls, extensions: dict | None) -> "TaskForm":
+    def from_extensions(cls, extensions: dict | None) -> TaskForm:
         extensions = extensions or {}
         return cls([FormField.from_extension(f) for f in extensions.get("formFields") or []],
                    extensions.get("formKey"))

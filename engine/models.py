@@ -7,7 +7,7 @@ state in the same transaction, so that lists and the scheduler never load instan
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
@@ -38,7 +38,7 @@ class UTCDateTime(types.TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -47,8 +47,8 @@ class UTCDateTime(types.TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 BigIntId = BigInteger().with_variant(Integer, "sqlite")
@@ -70,7 +70,7 @@ class User(Base):
     locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime]
 
-    groups: Mapped[list["Group"]] = relationship(secondary="user_groups", back_populates="members",
+    groups: Mapped[list[Group]] = relationship(secondary="user_groups", back_populates="members",
                                                  lazy="selectin")
 
 
@@ -104,7 +104,7 @@ class Deployment(Base):
     deployed_at: Mapped[datetime]
     deployed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
-    resources: Mapped[list["Resource"]] = relationship(back_populates="deployment",
+    resources: Mapped[list[Resource]] = relationship(back_populates="deployment",
                                                        cascade="all, delete-orphan")
 
 

@@ -15,16 +15,19 @@ import fcntl
 import logging
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+
 from pathlib import Path
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 
-from engine.errors import EngineError
+from engine.errors import EngineError, TimerFiringError
 from engine.models import Timer
 
 log = logging.getLogger(__name__)
+JOB_ID = "fire-timers"
 
 
 class SchedulerAlreadyRunning(EngineError):
@@ -38,7 +41,7 @@ class TimerScheduler:
         self.batch = batch
         self.sla_every = sla_every
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
-        self._scheduler = BackgroundScheduler(timezone=timezone.utc)
+        self._scheduler = BackgroundScheduler(timezone=UTC)
         self._lock_file = None
         self._run_lock = threading.Lock()
         self._last_sla = None
@@ -70,20 +73,13 @@ class TimerScheduler:
         fired = 0
         try:
             while True:
-                ids = self.engine.due_timers(self.batch)
-                if not ids:
-                    break
-                progressed = 0
-                for timer_id in ids:
-                    try:
-                        if self.engine.fire_timer(timer_id, worker=self.worker_id):
-                            fired += 1
-                            progressed += 1
-                    except Exception as exc:  # a broken instance must not stop the others
-                        log.error("timer %s could not fire: %s", timer_id, exc)
-                        self._record_failure(timer_id, exc)
-                if progressed == 0:
-                    break
+                try:
+                    if self.engine.fire_next_due() is None:
+                        break
+                    fired += 1
+                except TimerFiringError as exc:  # a broken instance must not stop the others
+                    log.error("%s", exc.message)
+                    self.engine.postpone_timer(exc.details["timer_id"], exc.message)
             now = self.engine.clock.now()
             if self._last_sla is None or (now - self._last_sla).total_seconds() >= self.sla_every:
                 self.engine.refresh_sla()
@@ -91,17 +87,6 @@ class TimerScheduler:
         finally:
             self._run_lock.release()
         return fired
-
-    def _record_failure(self, timer_id: str, exc: Exception) -> None:
-        with self.engine.db.transaction() as s:
-            timer = s.get(Timer, timer_id)
-            if timer is None:
-                return
-            timer.attempts += 1
-            timer.last_error = str(exc)[:2000]
-            # back off: retry after 1, 2, 4 ... minutes, at most an hour
-            delay = min(60 * 2 ** min(timer.attempts - 1, 6), 3600)
-            timer.due_at = self.engine.clock.now() + timedelta(seconds=delay)
 
     def next_due(self) -> datetime | None:
         with self.engine.db.reader() as s:
@@ -116,33 +101,42 @@ class TimerScheduler:
             self._plan_next()
 
     def _plan_next(self) -> None:
+        """Pull the next run forward to the earliest pending timer (the interval is only a ceiling,
+        for timers that other processes wrote)."""
         if not self._scheduler.running:
             return
         now = self.engine.clock.now()
-        wake = now + timedelta(seconds=self.max_sleep)
         try:
             due = self.next_due()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the database may be briefly unavailable; the interval retries
             due = None
-        if due is not None and due < wake:
-            wake = max(due, now)
-        delay = max((wake - now).total_seconds(), 0.0)
-        run_at = datetime.now(timezone.utc) + timedelta(seconds=delay)
-        self._scheduler.add_job(self._tick, "date", run_date=run_at, id="fire-timers",
-                                replace_existing=True, misfire_grace_time=None)
+        if due is None:
+            return
+        delay = max((due - now).total_seconds(), 0.0)
+        if delay >= self.max_sleep:
+            return
+        run_at = datetime.now(UTC) + timedelta(seconds=delay)
+        try:
+            self._scheduler.modify_job(JOB_ID, next_run_time=run_at)
+        except JobLookupError:
+            pass
 
     def wake(self) -> None:
-        """Re-plan now (e.g. after a command created an earlier timer in this process)."""
+        """Run now (e.g. after a command created an earlier timer in this process)."""
         if self._scheduler.running:
-            self._scheduler.add_job(self._tick, "date", run_date=datetime.now(timezone.utc),
-                                    id="fire-timers", replace_existing=True, misfire_grace_time=None)
+            try:
+                self._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
+            except JobLookupError:
+                pass
 
     def start(self) -> None:
         if self.engine.db.is_sqlite:
             self._acquire_sqlite_lock()
+        self._scheduler.add_job(self._tick, "interval", seconds=self.max_sleep, id=JOB_ID, max_instances=1,
+                                coalesce=True, misfire_grace_time=None,
+                                next_run_time=datetime.now(UTC))
+        # catch-up: the first run (now) fires everything that fell due while the service was down
         self._scheduler.start()
-        # catch-up: everything that fell due while the service was down fires first, in due order
-        self.wake()
         log.info("timer scheduler %s started", self.worker_id)
 
     def shutdown(self) -> None:

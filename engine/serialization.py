@@ -14,7 +14,7 @@ from collections import OrderedDict
 from datetime import date
 from decimal import Decimal
 
-from SpiffWorkflow.bpmn.serializer.config import TimerConditionalEventDefinitionConverter
+from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG, TimerConditionalEventDefinitionConverter
 from SpiffWorkflow.bpmn.serializer.default.task_spec import (
     BpmnTaskSpecConverter,
 )
@@ -22,7 +22,6 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.helpers.registry import DefaultRegistry
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION, BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG
 
 from engine.dialect.feel import YearsMonthsDuration
 from engine.dialect.specs import (

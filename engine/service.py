@@ -12,9 +12,9 @@ timers, message subscriptions, variables and history, and commits — or changes
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
-import contextlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,17 +23,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
-from sqlalchemy.orm import Session
-from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent as StartEventMixin
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from engine import calendar as hospital_calendar
 from engine.clock import Clock
@@ -42,8 +42,8 @@ from engine.db import Database
 from engine.deployment import Deployer, DeploymentResult, workflow_files
 from engine.dialect import dmn
 from engine.dialect.scripting import DialectScriptEngine, Runtime
-from engine.dialect.specs import ExternalServiceTask, HumanTask, timer_due
-from engine.errors import Conflict, EngineError, InvalidInput, NotFound, ProcessError
+from engine.dialect.specs import ExternalServiceTask, timer_due
+from engine.errors import Conflict, EngineError, InvalidInput, NotFound, ProcessError, TimerFiringError
 from engine.forms import TaskForm
 from engine.models import (
     DecisionDefinition,
@@ -181,10 +181,11 @@ class Snapshot:
     summary: dict
     done: dict  # completed task id -> task
     human: dict  # READY human task id (str) -> task
+    external: dict  # READY external (service) task id (str) -> task
     timers: dict  # waiting timer task id (str) -> (element id, due)
     messages: dict  # (task id, message name) -> element id
 
-    def newly_done(self, before: "Snapshot"):
+    def newly_done(self, before: Snapshot):
         return [t for tid, t in self.done.items() if tid not in before.done]
 
 
@@ -193,7 +194,7 @@ EMPTY = TaskState.READY | TaskState.WAITING | TaskState.STARTED
 
 def snapshot(workflow: BpmnWorkflow) -> Snapshot:
     variables: dict = {}
-    done, human, timers, messages = {}, {}, {}, {}
+    done, human, external, timers, messages = {}, {}, {}, {}, {}
     for t in workflow.get_tasks():
         state = t.state
         if state == TaskState.COMPLETED:
@@ -203,7 +204,9 @@ def snapshot(workflow: BpmnWorkflow) -> Snapshot:
             continue
         variables.update(t.data)
         spec = t.task_spec
-        if state == TaskState.READY and spec.manual and not isinstance(spec, ExternalServiceTask):
+        if state == TaskState.READY and isinstance(spec, ExternalServiceTask):
+            external[str(t.id)] = t
+        elif state == TaskState.READY and spec.manual:
             human[str(t.id)] = t
         elif state == TaskState.WAITING and isinstance(spec, CatchingEvent):
             for ed in getattr(spec.event_definition, "event_definitions", [spec.event_definition]):
@@ -218,7 +221,7 @@ def snapshot(workflow: BpmnWorkflow) -> Snapshot:
     elif not variables and workflow.last_task is not None:
         variables = dict(workflow.last_task.data)
     summary = {k: _json_safe(variables[k]) for k in SEARCH_VARIABLES if variables.get(k) not in (None, "")}
-    return Snapshot(variables, summary, done, human, timers, messages)
+    return Snapshot(variables, summary, done, human, external, timers, messages)
 
 
 @dataclass
@@ -271,7 +274,17 @@ class WorkflowEngine:
         self._functions: dict | None = None
         self._definitions: dict[str, DefinitionInfo] = {}
         self._workflows = WorkflowCache()
+        self._external_tasks = None
         self._stmt_task_by_id = select(Task.__table__).where(Task.__table__.c.id == bindparam("task_id"))
+
+    @property
+    def external_tasks(self):
+        """External (service) tasks: engine.external.ExternalTaskService."""
+        if self._external_tasks is None:
+            from engine.external import ExternalTaskService
+
+            self._external_tasks = ExternalTaskService(self)
+        return self._external_tasks
 
     @contextlib.contextmanager
     def _command(self) -> Iterator[Session]:
@@ -282,7 +295,7 @@ class WorkflowEngine:
             self._workflows.put(instance_id, version, workflow)
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock | None = None) -> "WorkflowEngine":
+    def from_settings(cls, settings: Settings, clock: Clock | None = None) -> WorkflowEngine:
         return cls(Database(settings.database_url), settings, clock)
 
     # ------------------------------------------------------------------ calendar & functions --
@@ -492,7 +505,7 @@ class WorkflowEngine:
 
     # The loaded instance of a command: the row as it was, its definition, the workflow and what
     # the workflow looked like before the command (the save step writes only the differences).
-    def _definition_info(self, s: Session, definition_id: str) -> "DefinitionInfo":
+    def _definition_info(self, s: Session, definition_id: str) -> DefinitionInfo:
         info = self._definitions.get(definition_id)
         if info is None:
             row = s.get(ProcessDefinition, definition_id)
@@ -504,14 +517,14 @@ class WorkflowEngine:
             self._definitions[definition_id] = info
         return info
 
-    def _specs(self, s: Session, info: "DefinitionInfo"):
+    def _specs(self, s: Session, info: DefinitionInfo):
         cached = self.serializer.cached_spec(info.id)
         if cached is not None:
             return cached
         blob = s.execute(select(ProcessDefinition.spec).where(ProcessDefinition.id == info.id)).scalar_one()
         return self.serializer.load_spec(info.id, blob)
 
-    def _load(self, s: Session, instance_id: str, *, for_update: bool = True) -> "Loaded":
+    def _load(self, s: Session, instance_id: str, *, for_update: bool = True) -> Loaded:
         table = ProcessInstance.__table__
         q = select(table.c.id, table.c.definition_id, table.c.process_key, table.c.business_key,
                    table.c.status, table.c.version, table.c.started_at, table.c.ended_at, table.c.started_by,
@@ -558,7 +571,7 @@ class WorkflowEngine:
     def _variables(workflow: BpmnWorkflow) -> dict:
         return snapshot(workflow).variables
 
-    def _save(self, s: Session, loaded: "Loaded", cmd: Command, *, is_new: bool = False) -> None:
+    def _save(self, s: Session, loaded: Loaded, cmd: Command, *, is_new: bool = False) -> None:
         """Write the command's outcome: state, task table, timers, subscriptions, variables, history."""
         row, definition, workflow, before = loaded.row, loaded.definition, loaded.workflow, loaded.before
         now = self.clock.now()
@@ -609,6 +622,8 @@ class WorkflowEngine:
         self._save_variables(s, row.id, changed, removed, is_new)
         self._sync_tasks(s, row, definition, before, after, cmd, search, now)
         self._sync_waits(s, row, before, after)
+        if before.external or after.external:
+            self.external_tasks.sync(s, row, definition, before, after, cmd, now)
         self._route_thrown_messages(s, row, workflow, cmd)
 
         history = [{"instance_id": row.id, "at": now, "user": cmd.user, "action": e["action"],
@@ -680,7 +695,7 @@ class WorkflowEngine:
                          "type_name": _variable_type(value)})
         s.execute(InstanceVariable.__table__.insert(), rows)
 
-    def _sync_tasks(self, s, row, definition, before: "Snapshot", after: "Snapshot", cmd, search, now):
+    def _sync_tasks(self, s, row, definition, before: Snapshot, after: Snapshot, cmd, search, now):
         gone = [task_id for task_id in before.human if task_id not in after.human]
         new = [task_id for task_id in after.human if task_id not in before.human]
         tasks = Task.__table__
@@ -732,7 +747,7 @@ class WorkflowEngine:
             return "due_soon"
         return "on_time"
 
-    def _sync_waits(self, s: Session, row, before: "Snapshot", after: "Snapshot") -> None:
+    def _sync_waits(self, s: Session, row, before: Snapshot, after: Snapshot) -> None:
         """Timers and message subscriptions of the waiting catch events (only what changed)."""
         timers = Timer.__table__
         gone = [tid for tid in before.timers if tid not in after.timers]
@@ -807,7 +822,7 @@ class WorkflowEngine:
                                                           "version": definition.version,
                                                           "business_key": business_key,
                                                           "parent_instance_id": parent_instance_id}})
-        before = Snapshot({}, {}, {}, {}, {}, {})
+        before = Snapshot({}, {}, {}, {}, {}, {}, {})
         self._run_engine(workflow, definition)
         self._save(s, Loaded(row, definition, workflow, before), cmd, is_new=True)
         return self._instance_summary(row)
@@ -834,6 +849,11 @@ class WorkflowEngine:
                 type(ed).__name__ == "NoneEventDefinition")
             if chosen:
                 t.internal_data["event_fired"] = True
+                if isinstance(ed, CycleTimerEventDefinition) and not t.children:
+                    # a cycle start event predicts no successor; this firing gets its own token
+                    for output in t.task_spec.outputs:
+                        child = t._add_child(output, TaskState.FUTURE)
+                        child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)
 
     def _task_record(self, s: Session, task_id: str):
         """The task row without the ORM (the hot path of completing)."""
@@ -975,6 +995,8 @@ class WorkflowEngine:
                 select(Task.id).where(Task.instance_id == row.id))))
             s.execute(delete(Timer).where(Timer.instance_id == row.id))
             s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == row.id))
+            if loaded.before.external:
+                self.external_tasks.on_cancel(s, row.id, now)
             self._record(s, row.id, user, "cancel", details={"reason": reason})
 
     # ------------------------------------------------------------------------ messages --------
@@ -1053,25 +1075,38 @@ class WorkflowEngine:
         return {"result_type": "Execution", "instance": self._instance_summary(row)}
 
     # ------------------------------------------------------------------------ timers ----------
-    def fire_timer(self, timer_id: str, *, worker: str | None = None) -> bool:
-        """Fire one due timer in its own transaction. Returns False when it was not due or gone."""
+    def fire_next_due(self) -> str | None:
+        """Claim the earliest due timer and fire it, in one transaction. Returns the timer's id, or
+        None when nothing is due. On PostgreSQL the claim is `FOR UPDATE SKIP LOCKED`, so several
+        schedulers share the work and each timer fires once; timers fire in due order, so a catch-up
+        after downtime replays an instance's timers in the order they fell due."""
         with self._command() as s:
-            q = select(Timer).where(Timer.id == timer_id)
+            now = self.clock.now()
+            q = (select(Timer).where(Timer.status == "pending", Timer.due_at <= now)
+                 .order_by(Timer.due_at, Timer.id).limit(1))
             if not self.db.is_sqlite:
                 q = q.with_for_update(skip_locked=True)
             timer = s.execute(q).scalar_one_or_none()
-            now = self.clock.now()
-            if timer is None or timer.status != "pending" or timer.due_at > now:
-                return False
-            if timer.instance_id is None:
-                return self._fire_start_timer(s, timer, now)
-            loaded = self._load(s, timer.instance_id)
-            cmd = Command("scheduler", "timer")
-            cmd.events.append({"action": "timer", "element_id": timer.element_id, "task_id": timer.task_id,
-                               "details": {"due_at": timer.due_at.isoformat()}})
-            self._run_engine(loaded.workflow, loaded.definition)
-            self._save(s, loaded, cmd)
-            return True
+            if timer is None:
+                return None
+            try:
+                self._fire(s, timer, now)
+            except Exception as exc:
+                raise TimerFiringError(f"timer at element '{timer.element_id}' could not fire: {exc}",
+                                       timer_id=timer.id, instance_id=timer.instance_id) from exc
+            return timer.id
+
+    def _fire(self, s: Session, timer: Timer, now: datetime) -> None:
+        if timer.instance_id is None:
+            self._fire_start_timer(s, timer, now)
+            return
+        loaded = self._load(s, timer.instance_id)
+        loaded.workflow.script_engine.runtime.fire_until = timer.due_at
+        cmd = Command("scheduler", "timer")
+        cmd.events.append({"action": "timer", "element_id": timer.element_id, "task_id": timer.task_id,
+                           "details": {"due_at": timer.due_at.isoformat()}})
+        self._run_engine(loaded.workflow, loaded.definition)
+        self._save(s, loaded, cmd)
 
     def _fire_start_timer(self, s: Session, timer: Timer, now: datetime) -> bool:
         from engine.dialect import timers as timer_lang
@@ -1088,18 +1123,25 @@ class WorkflowEngine:
             timer.lease_owner = timer.lease_until = None
         return True
 
-    def due_timers(self, limit: int = 100) -> list[str]:
-        with self.db.reader() as s:
-            return list(s.execute(select(Timer.id).where(Timer.status == "pending",
-                                                         Timer.due_at <= self.clock.now())
-                                  .order_by(Timer.due_at).limit(limit)).scalars())
-
-    def fire_due_timers(self, limit: int = 1000) -> int:
+    def fire_due_timers(self, limit: int = 100_000) -> int:
+        """Fire every timer that is due now, in due order (the scheduler's loop, also a CLI command)."""
         fired = 0
-        for timer_id in self.due_timers(limit):
-            if self.fire_timer(timer_id):
-                fired += 1
+        while fired < limit and self.fire_next_due() is not None:
+            fired += 1
         return fired
+
+    def postpone_timer(self, timer_id: str, error: str) -> None:
+        """A timer that failed to fire is retried later (1, 2, 4 … minutes, at most an hour)."""
+        with self._command() as s:
+            timer = s.get(Timer, timer_id)
+            if timer is None:
+                return
+            timer.attempts += 1
+            timer.last_error = error[:2000]
+            delay = min(60 * 2 ** min(timer.attempts - 1, 6), 3600)
+            timer.due_at = self.clock.now() + timedelta(seconds=delay)
+            self._record(s, timer.instance_id, "scheduler", "timer_failed", element_id=timer.element_id,
+                         details={"error": error[:500], "retry_at": timer.due_at.isoformat()})
 
     def refresh_sla(self) -> int:
         """Recompute due-soon / overdue on open tasks; returns how many changed."""
@@ -1292,3 +1334,243 @@ class WorkflowEngine:
     def groups(self) -> list[Group]:
         with self.db.reader() as s:
             return list(s.execute(select(Group).order_by(Group.id)).scalars())
+
+    # --- read models for the REST API and process pages ---
+    # Queries that /engine-rest, /api/v1 and the process pages need beyond the methods above, and
+    # delete_deployment (Camunda's DELETE /deployment/{id}). Tested in tests/rest/test_read_models.py.
+
+    @staticmethod
+    def _order_by(columns: Mapping[str, Any], order: Iterable[tuple[str, bool]], what: str) -> list:
+        out = []
+        for key, descending in order:
+            column = columns.get(key)
+            if column is None:
+                raise InvalidInput(f"{what} cannot be sorted by '{key}'", field="sortBy")
+            out.append(column.desc() if descending else column.asc())
+        return out
+
+    @staticmethod
+    def _deployment_dict(d) -> dict:
+        return {"id": d.id, "name": d.name, "source": d.source, "tenant_id": d.tenant_id,
+                "deployed_at": d.deployed_at, "deployed_by": d.deployed_by}
+
+    def list_deployments(self, *, deployment_id: str | None = None, name: str | None = None,
+                         name_like: str | None = None, source: str | None = None) -> list[dict]:
+        """Deployments, oldest first. `name_like` is an SQL LIKE pattern (% and _)."""
+        from engine.models import Deployment
+
+        with self.db.reader() as s:
+            q = select(Deployment).order_by(Deployment.deployed_at, Deployment.id)
+            if deployment_id is not None:
+                q = q.where(Deployment.id == deployment_id)
+            if name is not None:
+                q = q.where(Deployment.name == name)
+            if name_like is not None:
+                q = q.where(Deployment.name.like(name_like))
+            if source is not None:
+                q = q.where(Deployment.source == source)
+            return [self._deployment_dict(d) for d in s.execute(q).scalars()]
+
+    def get_deployment(self, deployment_id: str) -> dict:
+        """A deployment with its resources and the definitions it created."""
+        from engine.models import Deployment
+
+        with self.db.reader() as s:
+            d = s.get(Deployment, deployment_id)
+            if d is None:
+                raise NotFound(f"deployment '{deployment_id}' does not exist", deployment_id=deployment_id)
+            info = self._deployment_dict(d)
+            info["resources"] = [{"id": r.id, "name": r.name} for r in s.execute(
+                select(Resource).where(Resource.deployment_id == d.id).order_by(Resource.name)).scalars()]
+            info["process_definitions"] = [self._definition_dict(r) for r in s.execute(
+                select(ProcessDefinition).where(ProcessDefinition.deployment_id == d.id)
+                .order_by(ProcessDefinition.key)).scalars()]
+            info["decision_definitions"] = [
+                {"id": r.id, "key": r.key, "version": r.version, "name": r.name, "deployment_id": r.deployment_id,
+                 "resource": r.resource_name}
+                for r in s.execute(select(DecisionDefinition).where(DecisionDefinition.deployment_id == d.id)
+                                   .order_by(DecisionDefinition.key)).scalars()]
+            return info
+
+    def deployment_resource(self, deployment_id: str, resource_id: str) -> tuple[str, bytes]:
+        with self.db.reader() as s:
+            res = s.get(Resource, resource_id)
+            if res is None or res.deployment_id != deployment_id:
+                raise NotFound(f"deployment '{deployment_id}' has no resource '{resource_id}'")
+            return res.name, res.content
+
+    def latest_resource_hashes(self, deployment_name: str, resource_names: Iterable[str], *,
+                               source: str | None = None, tenant_id: str | None = None) -> dict[str, str]:
+        """For each resource name, the content hash it has in the newest deployment of this name
+        (and source and tenant) that holds it: what Camunda's duplicate filtering compares with."""
+        from engine.models import Deployment
+
+        names = list(resource_names)
+        if not names:
+            return {}
+        with self.db.reader() as s:
+            q = (select(Resource.name, Resource.content_hash)
+                 .join(Deployment, Deployment.id == Resource.deployment_id)
+                 .where(Deployment.name == deployment_name, Resource.name.in_(names))
+                 .order_by(Deployment.deployed_at.desc(), Deployment.id.desc()))
+            q = q.where(Deployment.source.is_(None) if source is None else Deployment.source == source)
+            q = q.where(Deployment.tenant_id.is_(None) if tenant_id is None else Deployment.tenant_id == tenant_id)
+            out: dict[str, str] = {}
+            for name, digest in s.execute(q):
+                out.setdefault(name, digest)
+            return out
+
+    def query_tasks(self, f: TaskQuery, *, order: Iterable[tuple[str, bool]] = (("due", False),),
+                    visible_to: tuple[str, list[str]] | None = None, definition_id: str | None = None,
+                    name: str | None = None, name_like: str | None = None) -> tuple[list[dict], int]:
+        """One page of tasks and the total. `order` is (field, descending) pairs over
+        the sortable columns; `visible_to` (user, groups) keeps only tasks assigned to the user or offered to
+        the user or one of the groups, on top of the filters of `f`."""
+        def where(q):
+            q = self._task_filter(q, f)
+            if visible_to is not None:
+                user, groups = visible_to
+                offered = select(TaskCandidate.task_id).where(or_(
+                    and_(TaskCandidate.kind == "user", TaskCandidate.ident == user),
+                    and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(list(groups) or ["\0"]))))
+                q = q.where(or_(Task.assignee == user, Task.id.in_(offered)))
+            if definition_id is not None:
+                q = q.where(Task.definition_id == definition_id)
+            if name is not None:
+                q = q.where(Task.name == name)
+            if name_like is not None:
+                q = q.where(Task.name.like(name_like))
+            return q
+
+        columns = self._order_by({
+            "id": Task.id, "name": Task.name, "assignee": Task.assignee, "created": Task.created_at,
+            "due": Task.due_at, "follow_up": Task.follow_up_at, "priority": Task.priority,
+            "instance_id": Task.instance_id, "definition_id": Task.definition_id,
+            "element_id": Task.element_id}, order, "tasks")
+        with self.db.reader() as s:
+            total = s.execute(where(select(func.count(Task.id)))).scalar_one()
+            q = where(select(Task)).order_by(*columns, Task.id)
+            q = q.offset(max(0, f.offset)).limit(max(0, min(f.limit, 1000)))
+            return [self.task_dict(t) for t in s.execute(q).scalars()], total
+
+    def query_instances(self, *, definition_id: str | None = None, process_key: str | None = None,
+                        business_key: str | None = None, business_key_like: str | None = None,
+                        instance_ids: Iterable[str] | None = None, deployment_id: str | None = None,
+                        status: str | None = None, visible_to: tuple[str, list[str]] | None = None,
+                        order: Iterable[tuple[str, bool]] = (("started_at", True),), offset: int = 0,
+                        limit: int = 50) -> tuple[list[dict], int]:
+        """One page of instances and the total. `visible_to` (user, groups) keeps the instances
+        the user started, has a task of (assigned, offered to the user or a group, or completed)."""
+        def where(q):
+            if definition_id is not None:
+                q = q.where(ProcessInstance.definition_id == definition_id)
+            if process_key is not None:
+                q = q.where(ProcessInstance.process_key == process_key)
+            if business_key is not None:
+                q = q.where(ProcessInstance.business_key == business_key)
+            if business_key_like is not None:
+                q = q.where(ProcessInstance.business_key.like(business_key_like))
+            if instance_ids is not None:
+                q = q.where(ProcessInstance.id.in_(list(instance_ids)))
+            if deployment_id is not None:
+                q = q.where(ProcessInstance.definition_id.in_(
+                    select(ProcessDefinition.id).where(ProcessDefinition.deployment_id == deployment_id)))
+            if status is not None:
+                q = q.where(ProcessInstance.status == status)
+            if visible_to is not None:
+                user, groups = visible_to
+                offered = select(TaskCandidate.task_id).where(or_(
+                    and_(TaskCandidate.kind == "user", TaskCandidate.ident == user),
+                    and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(list(groups) or ["\0"]))))
+                involved = select(Task.instance_id).where(or_(
+                    Task.assignee == user, Task.completed_by == user, Task.id.in_(offered)))
+                q = q.where(or_(ProcessInstance.started_by == user, ProcessInstance.id.in_(involved)))
+            return q
+
+        columns = self._order_by({
+            "id": ProcessInstance.id, "process_key": ProcessInstance.process_key,
+            "definition_id": ProcessInstance.definition_id, "business_key": ProcessInstance.business_key,
+            "started_at": ProcessInstance.started_at}, order, "process instances")
+        with self.db.reader() as s:
+            total = s.execute(where(select(func.count(ProcessInstance.id)))).scalar_one()
+            q = where(select(ProcessInstance)).order_by(*columns, ProcessInstance.id)
+            q = q.offset(max(0, offset)).limit(max(0, min(limit, 1000)))
+            return [self._instance_summary(r) for r in s.execute(q).scalars()], total
+
+    def element_activity(self, definition_id: str) -> dict[str, dict[str, int]]:
+        """Per element of one definition version, what its active instances wait for there:
+        open human tasks, pending timers and message subscriptions."""
+        active = select(ProcessInstance.id).where(ProcessInstance.definition_id == definition_id,
+                                                  ProcessInstance.status == "active")
+        counts: dict[str, dict[str, int]] = {}
+        with self.db.reader() as s:
+            for kind, q in (
+                ("tasks", select(Task.element_id, func.count()).where(
+                    Task.instance_id.in_(active), Task.status == "open").group_by(Task.element_id)),
+                ("timers", select(Timer.element_id, func.count()).where(
+                    Timer.instance_id.in_(active)).group_by(Timer.element_id)),
+                ("messages", select(MessageSubscription.element_id, func.count()).where(
+                    MessageSubscription.instance_id.in_(active)).group_by(MessageSubscription.element_id)),
+            ):
+                for element_id, n in s.execute(q):
+                    counts.setdefault(element_id, {"tasks": 0, "timers": 0, "messages": 0})[kind] += n
+        return counts
+
+    def delete_deployment(self, deployment_id: str, *, cascade: bool = False, user: str | None = None) -> dict:
+        """Delete a deployment: its resources and definitions. Refused while instances of its
+        definitions exist, unless `cascade`: then running ones are cancelled (each recorded in the
+        history) and all of them deleted. The history events stay as the audit trail."""
+        from engine.models import Deployment
+
+        with self.db.reader() as s:
+            if s.get(Deployment, deployment_id) is None:
+                raise NotFound(f"deployment '{deployment_id}' does not exist", deployment_id=deployment_id)
+            definitions = select(ProcessDefinition.id).where(ProcessDefinition.deployment_id == deployment_id)
+            instances = s.execute(select(ProcessInstance.id, ProcessInstance.status)
+                                  .where(ProcessInstance.definition_id.in_(definitions))).all()
+        running = [iid for iid, status in instances if status == "active"]
+        if instances and not cascade:
+            raise Conflict(f"deployment '{deployment_id}' has {len(instances)} process instance(s), "
+                           f"{len(running)} of them running; delete it with cascade to cancel and delete them",
+                           deployment_id=deployment_id)
+        for iid in running:
+            with contextlib.suppress(Conflict, NotFound):  # ended meanwhile
+                self.cancel(iid, user=user, reason=f"deployment {deployment_id} deleted")
+        with self.db.transaction() as s:
+            deployment = s.get(Deployment, deployment_id)
+            if deployment is None:
+                raise NotFound(f"deployment '{deployment_id}' does not exist", deployment_id=deployment_id)
+            rows = s.execute(select(ProcessDefinition).where(
+                ProcessDefinition.deployment_id == deployment_id)).scalars().all()
+            ids = [r.id for r in rows]
+            doomed = select(ProcessInstance.id).where(ProcessInstance.definition_id.in_(ids))
+            if not cascade and s.execute(doomed.limit(1)).first() is not None:
+                raise Conflict(f"deployment '{deployment_id}' got a process instance meanwhile; try again",
+                               deployment_id=deployment_id)
+            if cascade and s.execute(doomed.where(ProcessInstance.status == "active").limit(1)).first():
+                raise Conflict(f"a process instance of deployment '{deployment_id}' was started meanwhile; "
+                               "try again", deployment_id=deployment_id)
+            doomed_ids = list(s.execute(doomed).scalars())
+            task_ids = select(Task.id).where(Task.instance_id.in_(doomed_ids))
+            s.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(task_ids)))
+            s.execute(delete(Task).where(Task.instance_id.in_(doomed_ids)))
+            s.execute(delete(Timer).where(or_(Timer.instance_id.in_(doomed_ids), Timer.definition_id.in_(ids))))
+            s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id.in_(doomed_ids)))
+            s.execute(delete(InstanceVariable).where(InstanceVariable.instance_id.in_(doomed_ids)))
+            s.execute(delete(ProcessInstance).where(ProcessInstance.id.in_(doomed_ids)))
+            s.execute(delete(ProcessDefinition).where(ProcessDefinition.id.in_(ids)))
+            s.execute(delete(DecisionDefinition).where(DecisionDefinition.deployment_id == deployment_id))
+            s.execute(delete(Resource).where(Resource.deployment_id == deployment_id))
+            s.execute(delete(Deployment).where(Deployment.id == deployment_id))
+            # The version now newest of each key gets back the start timers a newer one replaced.
+            for key in sorted({r.key for r in rows}):
+                newest = s.execute(select(ProcessDefinition).where(ProcessDefinition.key == key)
+                                   .order_by(ProcessDefinition.version.desc()).limit(1)).scalar_one_or_none()
+                if newest is not None and newest.start_timers and s.execute(select(Timer.id).where(
+                        Timer.instance_id.is_(None), Timer.definition_id == newest.id).limit(1)).first() is None:
+                    self._schedule_start_timers(s, DeploymentResult(
+                        newest.deployment_id, "", False, process_definitions=[{"id": newest.id}]))
+            self._record(s, None, user, "delete_deployment", details={
+                "deployment": deployment_id, "name": deployment.name, "cascade": cascade,
+                "definitions": ids, "instances_deleted": len(doomed_ids)})
+        return {"deployment_id": deployment_id, "definitions": ids, "instances_deleted": len(doomed_ids)}

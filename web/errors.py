@@ -20,3 +20,22 @@ def http_status(exc: Exception) -> int:
         if isinstance(exc, cls):
             return status
     return 500
+
+
+# The exception names Camunda 7's REST API puts in "type" for the same situations (/engine-rest).
+CAMUNDA_TYPES = [
+    (DeploymentError, "ParseException"),
+    (Forbidden, "AuthorizationException"),
+    (NotFound, "InvalidRequestException"),
+    (InvalidInput, "InvalidRequestException"),
+    (Conflict, "ProcessEngineException"),
+    (ProcessError, "ProcessEngineException"),
+    (EngineError, "InvalidRequestException"),
+]
+
+
+def camunda_type(exc: Exception) -> str:
+    for cls, name in CAMUNDA_TYPES:
+        if isinstance(exc, cls):
+            return name
+    return "ProcessEngineException"

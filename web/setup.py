@@ -6,10 +6,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from web import api, auth, engine_rest, processes, tasks
+    from web import admin, api, auth, engine_rest, processes, tasks
 
     auth.init_app(app)
     app.register_blueprint(tasks.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(processes.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     app.register_blueprint(engine_rest.bp, url_prefix="/engine-rest")

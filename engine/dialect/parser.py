@@ -257,4 +257,4 @@ def parse_xml(content: bytes, filename: str):
                                   line_number=exc.lineno) from exc
 
 
-__all__ = ["DialectParser", "parse_xml", "NSMAP"]
+__all__ = ["NSMAP", "DialectParser", "parse_xml"]

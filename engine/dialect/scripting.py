@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,9 @@ class Runtime:
     evaluate_decision: Callable[..., list[dict]] | None = None
     business_key: str | None = None
     instance_id: str | None = None
+    # Timers due at or before this moment fire (the scheduler fires one due time at a time, so a
+    # catch-up after downtime runs the timers of an instance in their due order).
+    fire_until: datetime | None = None
 
 
 class DialectScriptEngine(SandboxedScriptEngine):
@@ -45,6 +48,11 @@ class DialectScriptEngine(SandboxedScriptEngine):
 
     def now(self) -> datetime:
         return self.runtime.now()
+
+    def fire_until(self) -> datetime:
+        now = self.runtime.now()
+        limit = self.runtime.fire_until
+        return min(limit, now) if limit is not None else now
 
     # -- expressions ---------------------------------------------------------------------------
     def _execution(self, task) -> juel.ExecutionContext:
@@ -112,7 +120,7 @@ class DialectScriptEngine(SandboxedScriptEngine):
             raise WorkflowTaskException(f"{attribute}: {value!r} is not a date-time", task=task)
         if result.tzinfo is None:
             result = result.replace(tzinfo=self.tz)
-        return result.astimezone(timezone.utc)
+        return result.astimezone(UTC)
 
     # -- decisions -----------------------------------------------------------------------------
     def evaluate_decision(self, task, key: str, *, binding: str = "latest", version: int | None = None):

@@ -7,7 +7,7 @@ the `${…}` language, the injected clock and the decision service.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
@@ -170,7 +170,7 @@ class ClockTimeDate(_ClockTimer, TimeDateEventDefinition):
 
     def has_fired(self, my_task):
         state = self._state(my_task)
-        if datetime.fromisoformat(state["due"]) <= _engine(my_task).now():
+        if datetime.fromisoformat(state["due"]) <= _engine(my_task).fire_until():
             my_task._set_internal_data(event_fired=True)
         return my_task._get_internal_data("event_fired", False)
 
@@ -193,7 +193,7 @@ class ClockCycle(_ClockTimer, CycleTimerEventDefinition):
             my_task.internal_data["event_fired"] = True
             return False
         due = datetime.fromisoformat(state["due"])
-        if due > _engine(my_task).now():
+        if due > _engine(my_task).fire_until():
             return False
         schedule = timer_lang.TimerSchedule.from_dict(state["schedule"])
         state["fired"] += 1
@@ -220,5 +220,5 @@ def timer_due(task) -> datetime | None:
     """When a waiting timer task is next due (None when not a timer or exhausted)."""
     state = task.internal_data.get("event_value")
     if isinstance(state, dict) and state.get("due"):
-        return datetime.fromisoformat(state["due"]).astimezone(timezone.utc)
+        return datetime.fromisoformat(state["due"]).astimezone(UTC)
     return None

@@ -1,0 +1,220 @@
+"""Timers fire once and on time, with the injected clock: every kind, restarts, catch-up, and
+several schedulers on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.errors import TimerFiringError
+from engine.models import HistoryEvent, Timer
+from engine.scheduler import SchedulerAlreadyRunning, TimerScheduler
+from engine.service import TaskQuery
+from tests.conftest import PG_AVAILABLE, PostgresSchema, fixture_bytes, make_engine
+
+
+def deploy(engine):
+    engine.deploy([("timer_kinds.bpmn", fixture_bytes("bpmn", "timer_kinds.bpmn"))])
+
+
+def open_elements(engine, instance_id=None, process_key=None):
+    tasks = engine.list_tasks(TaskQuery(instance_id=instance_id, process_key=process_key, limit=100))
+    return sorted(t["element_id"] for t in tasks)
+
+
+def test_intermediate_and_boundary_timers(any_engine, clock):
+    deploy(any_engine)
+    inst = any_engine.start("timer_kinds", business_key="T-1")
+    assert open_elements(any_engine, inst["id"]) == []
+    clock.advance(minutes=29, seconds=59)
+    assert any_engine.fire_due_timers() == 0
+    clock.advance(seconds=1)
+    assert any_engine.fire_due_timers() == 1
+    handle = any_engine.list_tasks(TaskQuery(instance_id=inst["id"]))[0]
+    assert handle["element_id"] == "Handle"
+    # due date from ${dateTime().plusHours(2).toDate()} evaluated with the engine's clock
+    assert handle["due_at"] == clock.now() + timedelta(hours=2)
+
+    # non-interrupting cycle R3/PT10M: a reminder each 10 minutes, three times, the task stays
+    for n in range(1, 4):
+        clock.advance(minutes=10)
+        assert any_engine.fire_due_timers() == 1
+        assert open_elements(any_engine, inst["id"]) == ["Handle"] + ["Reminder"] * n
+    clock.advance(minutes=10)
+    assert any_engine.fire_due_timers() == 0
+
+    # interrupting PT2H: the task is cancelled and escalated
+    clock.advance(minutes=90)
+    assert any_engine.fire_due_timers() == 1
+    assert open_elements(any_engine, inst["id"]) == ["Escalate", "Reminder", "Reminder", "Reminder"]
+    assert any_engine.get_task(handle["id"])["status"] == "cancelled"
+
+
+def test_completing_the_task_removes_its_boundary_timers(any_engine, clock):
+    deploy(any_engine)
+    inst = any_engine.start("timer_kinds", business_key="T-2")
+    clock.advance(minutes=30)
+    any_engine.fire_due_timers()
+    handle = any_engine.list_tasks(TaskQuery(instance_id=inst["id"]))[0]
+    any_engine.complete(handle["id"], {}, user="complaints")
+    with any_engine.db.reader() as s:
+        assert s.execute(select(func.count()).select_from(Timer).where(Timer.instance_id == inst["id"])) \
+            .scalar() == 0
+    clock.advance(hours=5)
+    assert any_engine.fire_due_timers() == 0
+    assert any_engine.get_instance(inst["id"])["status"] == "completed"
+
+
+def test_event_based_gateway_takes_the_first_event(any_engine, clock):
+    deploy(any_engine)
+    replied = any_engine.start("await_reply", business_key="R-1")
+    silent = any_engine.start("await_reply", business_key="R-2")
+    any_engine.correlate_message("patient_reply", business_key="R-1", variables={"reply": "好多了"})
+    assert open_elements(any_engine, replied["id"]) == ["RecordReply"]
+    clock.advance(hours=1)
+    assert any_engine.fire_due_timers() == 1  # the replied instance's timer was withdrawn
+    assert open_elements(any_engine, silent["id"]) == ["CallAgain"]
+    assert open_elements(any_engine, replied["id"]) == ["RecordReply"]
+
+
+def test_timer_start_event_starts_a_new_instance_each_firing(any_engine, clock):
+    deploy(any_engine)
+    assert any_engine.count_instances(process_key="daily_check") == 0
+    clock.advance(hours=23, minutes=59)  # Tuesday 08:59 in Shanghai
+    assert any_engine.fire_due_timers() == 0
+    clock.advance(minutes=1)
+    assert any_engine.fire_due_timers() == 1
+    clock.advance(days=1)
+    assert any_engine.fire_due_timers() == 1
+    assert any_engine.count_instances(process_key="daily_check") == 2
+    assert len(open_elements(any_engine, process_key="daily_check")) == 2
+    # a new version replaces the start timer of the old one: still one firing per day
+    any_engine.deploy([("timer_kinds.bpmn", fixture_bytes("bpmn", "timer_kinds.bpmn").replace(
+        "巡检".encode(), "日常巡检".encode()))])
+    clock.advance(days=1)
+    assert any_engine.fire_due_timers() == 1
+    assert any_engine.count_instances(process_key="daily_check") == 3
+
+
+def test_catch_up_after_downtime_fires_in_due_order_then_runs_on(engine, clock):
+    deploy(engine)
+    first = engine.start("timer_kinds", business_key="C-1")
+    clock.advance(minutes=5)
+    second = engine.start("timer_kinds", business_key="C-2")
+    # the service was down for three hours
+    clock.advance(hours=3)
+    scheduler = TimerScheduler(engine)
+    fired = scheduler.run_due()
+    assert fired >= 2
+    with engine.db.reader() as s:
+        timer_events = s.execute(select(HistoryEvent.instance_id).where(HistoryEvent.action == "timer")
+                                 .order_by(HistoryEvent.id)).scalars().all()
+    assert timer_events[:2] == [first["id"], second["id"]]
+    # the waits fired late, at start-up; what follows counts from then (as Camunda does)
+    assert open_elements(engine, first["id"]) == ["Handle"]
+    assert open_elements(engine, second["id"]) == ["Handle"]
+    handle = engine.list_tasks(TaskQuery(instance_id=first["id"]))[0]
+    assert handle["due_at"] == clock.now() + timedelta(hours=2)
+    assert scheduler.run_due() == 0
+    # and then the service runs on normally
+    clock.advance(hours=2)
+    scheduler.run_due()
+    assert open_elements(engine, first["id"]) == ["Escalate", "Reminder", "Reminder", "Reminder"]
+
+
+def test_a_firing_that_fails_midway_leaves_the_timer_to_fire_again(engine, clock, monkeypatch):
+    deploy(engine)
+    inst = engine.start("timer_kinds", business_key="X-1")
+    clock.advance(minutes=30)
+    original = engine._save
+
+    def crash(*args, **kwargs):
+        original(*args, **kwargs)
+        raise RuntimeError("power cut before commit")
+
+    monkeypatch.setattr(engine, "_save", crash)
+    with pytest.raises(TimerFiringError) as err:
+        engine.fire_due_timers()
+    assert "power cut" in str(err.value)
+    monkeypatch.setattr(engine, "_save", original)
+    assert open_elements(engine, inst["id"]) == []  # nothing of the half-done firing was kept
+    assert engine.fire_due_timers() == 1
+    assert open_elements(engine, inst["id"]) == ["Handle"]
+    assert engine.fire_due_timers() == 0
+
+
+def test_sqlite_refuses_a_second_scheduler(engine):
+    first = TimerScheduler(engine)
+    first.start()
+    try:
+        with pytest.raises(SchedulerAlreadyRunning) as err:
+            TimerScheduler(engine).start()
+        assert "only one scheduler" in str(err.value)
+    finally:
+        first.shutdown()
+    again = TimerScheduler(engine)
+    again.start()
+    again.shutdown()
+
+
+def test_scheduler_wakes_when_the_next_timer_is_due(engine, clock):
+    deploy(engine)
+    scheduler = TimerScheduler(engine, max_sleep=60)
+    engine.start("timer_kinds", business_key="W-1")
+    due = scheduler.next_due()
+    assert due == clock.now() + timedelta(minutes=30)
+
+
+def test_sla_states_follow_the_clock(engine, clock):
+    deploy(engine)
+    inst = engine.start("timer_kinds", business_key="S-1")
+    clock.advance(minutes=30)
+    engine.fire_due_timers()
+    task = engine.list_tasks(TaskQuery(instance_id=inst["id"]))[0]
+    assert task["sla_state"] == "on_time"
+    clock.advance(minutes=61)
+    engine.refresh_sla()
+    assert engine.list_tasks(TaskQuery(instance_id=inst["id"], sla_states=["due_soon"]))[0]["id"] == task["id"]
+    clock.advance(minutes=60)
+    engine.refresh_sla()
+    assert [t["id"] for t in engine.list_tasks(TaskQuery(overdue=True, element_id="Handle"))] == [task["id"]]
+
+
+@pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL does not answer at 127.0.0.1:5432")
+def test_two_schedulers_on_postgresql_fire_each_of_1000_timers_once(tmp_path):
+    start = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)
+    from engine.clock import FrozenClock
+
+    clock = FrozenClock(start)
+    schema = PostgresSchema()
+    try:
+        engine_a = make_engine(schema.url, clock, tmp_path)
+        engine_b = make_engine(schema.url, clock, tmp_path)  # a second process: its own engine and pool
+        deploy(engine_a)
+        for i in range(1000):
+            engine_a.start("await_reply", business_key=f"P-{i}")
+        clock.advance(hours=1)
+        results = {}
+
+        def run(name, eng):
+            results[name] = TimerScheduler(eng).run_due()
+
+        threads = [threading.Thread(target=run, args=(n, e)) for n, e in (("a", engine_a), ("b", engine_b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert results["a"] + results["b"] == 1000
+        assert results["a"] > 0 and results["b"] > 0
+        with engine_a.db.reader() as s:
+            fired = s.execute(select(HistoryEvent.instance_id, func.count()).where(HistoryEvent.action == "timer")
+                              .group_by(HistoryEvent.instance_id)).all()
+        assert len(fired) == 1000 and all(count == 1 for _, count in fired)
+        assert engine_a.count_tasks(TaskQuery(process_key="await_reply")) == 1000
+        engine_a.db.dispose()
+        engine_b.db.dispose()
+    finally:
+        schema.drop()
