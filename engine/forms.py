@@ -127,9 +127,21 @@ class TaskForm:
         return cls([FormField.from_extension(f) for f in extensions.get("formFields") or []],
                    extensions.get("formKey"))
 
+    @classmethod
+    def for_spec(cls, task_spec) -> "TaskForm":
+        """The form of a task spec, built once per spec (specs are shared and never change)."""
+        form = getattr(task_spec, "_task_form", None)
+        if form is None:
+            form = cls.from_extensions(getattr(task_spec, "extensions", None))
+            task_spec._task_form = form
+        return form
+
     def schema(self) -> Schema:
+        if getattr(self, "_schema", None) is not None:
+            return self._schema
         declared = {f.id: f.marshmallow_field() for f in self.fields if not f.readonly}
-        return Schema.from_dict(declared, name="TaskFormSchema")()
+        self._schema = Schema.from_dict(declared, name="TaskFormSchema")()
+        return self._schema
 
     def validate(self, submitted: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
         """Values of the form's fields, typed; unknown keys pass through untouched (process

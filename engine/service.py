@@ -275,6 +275,7 @@ class WorkflowEngine:
         self._definitions: dict[str, DefinitionInfo] = {}
         self._workflows = WorkflowCache()
         self._external_tasks = None
+        self._decision_models: dict = {}
         self._stmt_task_by_id = select(Task.__table__).where(Task.__table__.c.id == bindparam("task_id"))
 
     @property
@@ -457,8 +458,13 @@ class WorkflowEngine:
         return row
 
     def _evaluate_decision_row(self, s: Session, row: DecisionDefinition, variables: Mapping) -> list[dict]:
-        res = s.get(Resource, row.resource_id)
-        model = dmn.parse_dmn(res.content, res.name)
+        model = self._decision_models.get(row.id)
+        if model is None:  # a decision version never changes: parse its file once per process
+            res = s.get(Resource, row.resource_id)
+            model = dmn.parse_dmn(res.content, res.name)
+            if len(self._decision_models) > 256:
+                self._decision_models.clear()
+            self._decision_models[row.id] = model
         return model.evaluate(row.key, variables)
 
     def evaluate_decision(self, key: str | None = None, variables: Mapping | None = None, *,
@@ -951,8 +957,7 @@ class WorkflowEngine:
             spiff_task = workflow.get_task_from_id(uuid.UUID(task_id))
             if spiff_task is None or spiff_task.state != TaskState.READY:
                 raise Conflict(f"task '{task.name}' is not ready", task_id=task_id)
-            form = TaskForm.from_extensions(spiff_task.task_spec.extensions)
-            values = form.validate(variables)
+            values = TaskForm.for_spec(spiff_task.task_spec).validate(variables)
             spiff_task.data.update(values)
             cmd = Command(user, "complete", completed_task_id=task_id)
             cmd.events.append({"action": "complete", "element_id": task.element_id, "element_name": task.name,
