@@ -141,6 +141,21 @@ def cmd_message(engine, args):
                                     variables=_variables(args.var, args.json), user=args.user))
 
 
+def cmd_calendar(engine, args):
+    if args.action == "show":
+        _print(engine.calendar_overrides())
+    elif args.action == "set":
+        engine.set_calendar_day(date.fromisoformat(args.day), args.working, args.name or "", user=args.user)
+        print(f"{args.day}: {'working day' if args.working else 'day off'} {args.name or ''}".strip())
+    elif args.action == "remove":
+        engine.remove_calendar_day(date.fromisoformat(args.day), user=args.user)
+        print(f"{args.day}: override removed")
+    elif args.action == "confirm":
+        engine.confirm_calendar_year(int(args.year), args.name or "", user=args.user,
+                                     seed_from_package=args.seed)
+        print(f"{args.year} confirmed")
+
+
 def cmd_fire_timers(engine, args):
     print(f"{engine.fire_due_timers()} timer(s) fired")
 
@@ -263,6 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--user")
     p.set_defaults(func=cmd_message)
 
+    p = sub.add_parser("calendar", help="hospital calendar overrides: show | set DAY | remove DAY | confirm YEAR")
+    p.add_argument("action", choices=["show", "set", "remove", "confirm"])
+    p.add_argument("day", nargs="?", help="YYYY-MM-DD (set/remove)")
+    p.add_argument("--year", help="the year to confirm")
+    p.add_argument("--working", action="store_true", help="with set: the day is a working day (调休)")
+    p.add_argument("--name", help="e.g. 春节, 台风停诊, or a note for confirm")
+    p.add_argument("--seed", action="store_true", help="with confirm: copy the package's days of that year")
+    p.add_argument("--user")
+    p.set_defaults(func=cmd_calendar)
+
     sub.add_parser("fire-timers", help="fire the timers that are due now, once").set_defaults(func=cmd_fire_timers)
     sub.add_parser("scheduler", help="run the timer scheduler (production: beside the web workers)") \
         .set_defaults(func=cmd_scheduler)
@@ -281,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -553,12 +553,18 @@ class WorkflowEngine:
         workflow.script_engine = DialectScriptEngine(self._runtime(s, row, definition))
         return Loaded(row, definition, workflow, snapshot(workflow))
 
-    def _run_engine(self, workflow: BpmnWorkflow, definition) -> None:
+    def _run_engine(self, workflow: BpmnWorkflow, definition, cmd: Command | None = None) -> None:
         try:
-            workflow.refresh_timers()
-            workflow.do_engine_steps()
+            with self.calendar.watch_estimates() as watch:
+                workflow.refresh_timers()
+                workflow.do_engine_steps()
         except SpiffWorkflowException as exc:
             raise self._process_error(exc, definition) from exc
+        if cmd is not None and watch.years:
+            # a deadline was computed from an estimate: the holidays of that year are not confirmed
+            cmd.events.append({"action": "calendar_warning", "details": {
+                "unconfirmed_years": sorted(watch.years),
+                "message": "节假日安排未确认，期限为估算 / holidays not confirmed: the deadline is an estimate"}})
 
     @staticmethod
     def _process_error(exc: Exception, definition) -> ProcessError:
@@ -829,7 +835,7 @@ class WorkflowEngine:
                                                           "business_key": business_key,
                                                           "parent_instance_id": parent_instance_id}})
         before = Snapshot({}, {}, {}, {}, {}, {}, {})
-        self._run_engine(workflow, definition)
+        self._run_engine(workflow, definition, cmd)
         self._save(s, Loaded(row, definition, workflow, before), cmd, is_new=True)
         return self._instance_summary(row)
 
@@ -963,10 +969,14 @@ class WorkflowEngine:
             cmd.events.append({"action": "complete", "element_id": task.element_id, "element_name": task.name,
                                "task_id": task_id, "details": {"variables": _json_safe(values)}})
             try:
-                spiff_task.run()
+                with self.calendar.watch_estimates() as watch:
+                    spiff_task.run()
             except SpiffWorkflowException as exc:
                 raise self._process_error(exc, definition) from exc
-            self._run_engine(workflow, definition)
+            if watch.years:
+                cmd.events.append({"action": "calendar_warning",
+                                   "details": {"unconfirmed_years": sorted(watch.years)}})
+            self._run_engine(workflow, definition, cmd)
             self._save(s, loaded, cmd)
             return self._instance_summary(loaded.row)
 
@@ -1075,7 +1085,7 @@ class WorkflowEngine:
         cmd = Command(user, "message")
         cmd.events.append({"action": "message", "element_id": sub.element_id, "task_id": sub.task_id,
                            "details": {"message": name, "variables": _json_safe(variables)}})
-        self._run_engine(workflow, definition)
+        self._run_engine(workflow, definition, cmd)
         self._save(s, loaded, cmd)
         return {"result_type": "Execution", "instance": self._instance_summary(row)}
 
@@ -1110,7 +1120,7 @@ class WorkflowEngine:
         cmd = Command("scheduler", "timer")
         cmd.events.append({"action": "timer", "element_id": timer.element_id, "task_id": timer.task_id,
                            "details": {"due_at": timer.due_at.isoformat()}})
-        self._run_engine(loaded.workflow, loaded.definition)
+        self._run_engine(loaded.workflow, loaded.definition, cmd)
         self._save(s, loaded, cmd)
 
     def _fire_start_timer(self, s: Session, timer: Timer, now: datetime) -> bool:
@@ -1330,6 +1340,59 @@ class WorkflowEngine:
                      "element_id": h.element_id, "element_name": h.element_name, "details": h.details}
                     for h in s.execute(q).scalars()]
 
+    # ------------------------------------------------------------------------ calendar --------
+    def calendar_overrides(self) -> dict:
+        """The administrator's calendar: override days and confirmed years, and the package's range."""
+        from engine.models import CalendarDay, CalendarYear
+
+        with self.db.reader() as s:
+            days = [{"day": d.day, "is_working": d.is_working, "name": d.name}
+                    for d in s.execute(select(CalendarDay).order_by(CalendarDay.day)).scalars()]
+            years = [{"year": y.year, "note": y.note}
+                     for y in s.execute(select(CalendarYear).order_by(CalendarYear.year)).scalars()]
+        first, last = hospital_calendar.package_coverage()
+        return {"days": days, "confirmed_years": years, "package_years": [first, last]}
+
+    def set_calendar_day(self, day: date, is_working: bool, name: str = "", *, user: str | None = None) -> None:
+        """A local closure or an entry of a newly published year (wins over the package)."""
+        from engine.models import CalendarDay
+
+        if not isinstance(day, date):
+            raise InvalidInput("day must be a date (YYYY-MM-DD)", field="day")
+        with self._command() as s:
+            row = s.get(CalendarDay, day)
+            if row is None:
+                s.add(CalendarDay(day=day, is_working=bool(is_working), name=name or ""))
+            else:
+                row.is_working, row.name = bool(is_working), name or ""
+            self._record(s, None, user, "calendar_day", details={"day": day.isoformat(),
+                                                                  "is_working": bool(is_working), "name": name})
+        self.reload_calendar()
+
+    def remove_calendar_day(self, day: date, *, user: str | None = None) -> None:
+        from engine.models import CalendarDay
+
+        with self._command() as s:
+            s.execute(delete(CalendarDay).where(CalendarDay.day == day))
+            self._record(s, None, user, "calendar_day_removed", details={"day": day.isoformat()})
+        self.reload_calendar()
+
+    def confirm_calendar_year(self, year: int, note: str = "", *, user: str | None = None,
+                              seed_from_package: bool = False) -> None:
+        """Declare a year's holidays complete (entered as override days); with seed_from_package,
+        copy the package's holidays and 调休 days of a year it covers into the override table."""
+        from engine.models import CalendarDay, CalendarYear
+
+        with self._command() as s:
+            if seed_from_package:
+                for day, info in hospital_calendar.package_days(year).items():
+                    if s.get(CalendarDay, day) is None:
+                        s.add(CalendarDay(day=day, is_working=info.is_working, name=info.name))
+            if s.get(CalendarYear, year) is None:
+                s.add(CalendarYear(year=year, note=note))
+            self._record(s, None, user, "calendar_year_confirmed", details={"year": year, "note": note})
+        self.reload_calendar()
+
     # ------------------------------------------------------------------------ identity --------
     def user_groups(self, username: str) -> list[str]:
         with self.db.reader() as s:
@@ -1461,7 +1524,8 @@ class WorkflowEngine:
     def query_instances(self, *, definition_id: str | None = None, process_key: str | None = None,
                         business_key: str | None = None, business_key_like: str | None = None,
                         instance_ids: Iterable[str] | None = None, deployment_id: str | None = None,
-                        status: str | None = None, visible_to: tuple[str, list[str]] | None = None,
+                        status: str | None = None, search: str | None = None,
+                        visible_to: tuple[str, list[str]] | None = None,
                         order: Iterable[tuple[str, bool]] = (("started_at", True),), offset: int = 0,
                         limit: int = 50) -> tuple[list[dict], int]:
         """One page of instances and the total. `visible_to` (user, groups) keeps the instances
@@ -1482,6 +1546,8 @@ class WorkflowEngine:
                     select(ProcessDefinition.id).where(ProcessDefinition.deployment_id == deployment_id)))
             if status is not None:
                 q = q.where(ProcessInstance.status == status)
+            if search:
+                q = q.where(ProcessInstance.search_text.like(f"%{search.strip()}%"))
             if visible_to is not None:
                 user, groups = visible_to
                 offered = select(TaskCandidate.task_id).where(or_(
