@@ -202,7 +202,12 @@ def snapshot(workflow: BpmnWorkflow) -> Snapshot:
             continue
         if not state & EMPTY:
             continue
-        variables.update(t.data)
+        local = t.internal_data.get("local_variables")  # an activity's own (camunda:inputOutput, multi-instance)
+        if local:  # not process variables; those they hide are
+            variables.update({k: v for k, v in t.data.items() if k not in local})
+            variables.update(t.internal_data.get("shadowed_variables") or {})
+        else:
+            variables.update(t.data)
         spec = t.task_spec
         if state == TaskState.READY and isinstance(spec, ExternalServiceTask):
             external[str(t.id)] = t
@@ -357,6 +362,8 @@ class WorkflowEngine:
     def deploy_directory(self, directory: Path | None = None, *, user: str | None = None) -> DeploymentResult:
         directory = Path(directory or self.settings.workflows_dir)
         files = workflow_files(directory)
+        if not files:
+            return DeploymentResult(None, directory.name, False)
         return self.deploy(files, name=directory.name, source="workflows", user=user, changed_only=True)
 
     def _schedule_start_timers(self, s: Session, result: DeploymentResult) -> None:
@@ -1408,6 +1415,15 @@ class WorkflowEngine:
     # delete_deployment (Camunda's DELETE /deployment/{id}). Tested in tests/rest/test_read_models.py.
 
     @staticmethod
+    def _offered_to(user: str, groups: Iterable[str]):
+        """Ids of the tasks offered to the user or one of the groups."""
+        groups = list(groups)
+        offered = and_(TaskCandidate.kind == "user", TaskCandidate.ident == user)
+        if groups:  # no placeholder value: PostgreSQL takes no NUL in text
+            offered = or_(offered, and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(groups)))
+        return select(TaskCandidate.task_id).where(offered)
+
+    @staticmethod
     def _order_by(columns: Mapping[str, Any], order: Iterable[tuple[str, bool]], what: str) -> list:
         out = []
         for key, descending in order:
@@ -1489,19 +1505,18 @@ class WorkflowEngine:
             return out
 
     def query_tasks(self, f: TaskQuery, *, order: Iterable[tuple[str, bool]] = (("due", False),),
-                    visible_to: tuple[str, list[str]] | None = None, definition_id: str | None = None,
+                    visible_to: tuple[str, list[str]] | None = None,
+                    offered_to: tuple[str, list[str]] | None = None, definition_id: str | None = None,
                     name: str | None = None, name_like: str | None = None) -> tuple[list[dict], int]:
-        """One page of tasks and the total. `order` is (field, descending) pairs over
-        the sortable columns; `visible_to` (user, groups) keeps only tasks assigned to the user or offered to
-        the user or one of the groups, on top of the filters of `f`."""
+        """One page of tasks and the total. `order` is (field, descending) pairs over the sortable
+        columns; `visible_to` (user, groups) keeps only tasks assigned to the user or offered to the
+        user or one of the groups, `offered_to` only those offered, on top of the filters of `f`."""
         def where(q):
             q = self._task_filter(q, f)
             if visible_to is not None:
-                user, groups = visible_to
-                offered = select(TaskCandidate.task_id).where(or_(
-                    and_(TaskCandidate.kind == "user", TaskCandidate.ident == user),
-                    and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(list(groups) or ["\0"]))))
-                q = q.where(or_(Task.assignee == user, Task.id.in_(offered)))
+                q = q.where(or_(Task.assignee == visible_to[0], Task.id.in_(self._offered_to(*visible_to))))
+            if offered_to is not None:
+                q = q.where(Task.id.in_(self._offered_to(*offered_to)))
             if definition_id is not None:
                 q = q.where(Task.definition_id == definition_id)
             if name is not None:
@@ -1549,12 +1564,9 @@ class WorkflowEngine:
             if search:
                 q = q.where(ProcessInstance.search_text.like(f"%{search.strip()}%"))
             if visible_to is not None:
-                user, groups = visible_to
-                offered = select(TaskCandidate.task_id).where(or_(
-                    and_(TaskCandidate.kind == "user", TaskCandidate.ident == user),
-                    and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(list(groups) or ["\0"]))))
+                user = visible_to[0]
                 involved = select(Task.instance_id).where(or_(
-                    Task.assignee == user, Task.completed_by == user, Task.id.in_(offered)))
+                    Task.assignee == user, Task.completed_by == user, Task.id.in_(self._offered_to(*visible_to))))
                 q = q.where(or_(ProcessInstance.started_by == user, ProcessInstance.id.in_(involved)))
             return q
 
@@ -1645,3 +1657,29 @@ class WorkflowEngine:
                 "deployment": deployment_id, "name": deployment.name, "cascade": cascade,
                 "definitions": ids, "instances_deleted": len(doomed_ids)})
         return {"deployment_id": deployment_id, "definitions": ids, "instances_deleted": len(doomed_ids)}
+
+    # --- external tasks (engine/external.py) ---
+    # One step of an external task inside the caller's transaction; ExternalTaskService calls it
+    # for complete and BPMN errors after it has checked the worker's lock.
+
+    def _run_external_task(self, s: Session, instance_id: str, task_id: str, user: str | None, action: str,
+                           act) -> dict | None:
+        """Load the instance under the command's lock, let `act(spiff_task)` work on its READY
+        external task (complete it, or throw its BPMN error) and return the history event, then
+        run the engine and save as command `action`. `act` returning None leaves the instance
+        unchanged."""
+        loaded = self._load(s, instance_id)
+        spiff_task = loaded.workflow.get_task_from_id(uuid.UUID(task_id))
+        if spiff_task is None or spiff_task.state != TaskState.READY:
+            raise Conflict(f"external task '{task_id}' is not active in instance '{instance_id}'",
+                           task_id=task_id, instance_id=instance_id)
+        try:
+            happened = act(spiff_task)
+        except SpiffWorkflowException as exc:
+            raise self._process_error(exc, loaded.definition) from exc
+        if happened is None:
+            return None
+        cmd = Command(user, action, events=[happened], completed_task_id=task_id)
+        self._run_engine(loaded.workflow, loaded.definition)
+        self._save(s, loaded, cmd)
+        return self._instance_summary(loaded.row)
