@@ -95,7 +95,7 @@ class Database:
         try:
             yield session
         finally:
-            session.rollback()
+            # close() ends the transaction without expiring what was read: objects stay readable
             session.close()
 
     # -- schema -----------------------------------------------------------------------------

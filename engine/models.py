@@ -310,3 +310,98 @@ class CalendarYear(Base):
 
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     note: Mapped[str] = mapped_column(String(255), default="")
+
+
+# -- external tasks, incidents and the message outbox (engine/external.py, engine/notify.py) ------
+
+class ExternalTask(Base):
+    """A service/send task with camunda:type="external": projected from the instance state while it
+    is READY, fetched and locked by workers. Closed rows keep their last state for the record."""
+
+    __tablename__ = "external_tasks"
+    __table_args__ = (
+        Index("ix_external_tasks_fetch", "state", "topic", "priority", "created_at"),
+        Index("ix_external_tasks_worker", "worker_id"),
+    )
+
+    # the SpiffWorkflow task id
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"),
+                                             index=True)
+    definition_id: Mapped[str] = mapped_column(String(128))
+    process_key: Mapped[str] = mapped_column(String(255))
+    business_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    activity_id: Mapped[str] = mapped_column(String(255))
+    activity_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    priority: Mapped[int] = mapped_column(BigInteger, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lock_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # None until a worker reports a failure (Camunda's semantics); 0 = no retries left (incident)
+    retries: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_details: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the variables a worker may fetch: {name: {"value", "type", "local"}}, kept in step with the state
+    variables: Mapped[dict] = mapped_column(JSON, default=dict)
+    # camunda:properties of the element (Camunda's extensionProperties)
+    properties: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+    # open, completed, error (a BPMN error was thrown), cancelled
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Incident(Base):
+    """Something an administrator must look at: an external task out of retries, a BPMN error no
+    event catches, a completion the process could not continue from. Resolved, never deleted."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_state_created", "state", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Camunda's incident type: failedExternalTask
+    incident_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    definition_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    process_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    business_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    activity_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # the external task's id (Camunda's "configuration")
+    configuration: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    topic: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # open, resolved (retried or completed), deleted (the task or instance went away)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    annotation: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class OutboxMessage(Base):
+    """Every notification the notify worker sent or tried to send (SMS), with its result."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    channel: Mapped[str] = mapped_column(String(16), default="sms")
+    gateway: Mapped[str] = mapped_column(String(32))
+    # the full number is needed to send; pages and logs only ever show recipient_masked
+    recipient: Mapped[str] = mapped_column(String(64))
+    recipient_masked: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    # sent, failed
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    external_task_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    business_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    process_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    activity_id: Mapped[str | None] = mapped_column(String(255), nullable=True)

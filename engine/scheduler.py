@@ -5,8 +5,13 @@ most `max_sleep` seconds, to see timers that other processes wrote), fires every
 own transaction, in due order, and catches up after downtime the same way.
 
 Several processes: on PostgreSQL each firing locks its timer row (`FOR UPDATE SKIP LOCKED`) and the
-state change is one transaction, so a timer fires exactly once however many schedulers run. On
-SQLite only one scheduler may run: a second one refuses to start with a clear message.
+state change is one transaction, so a timer fires exactly once however many schedulers run. A due
+timer that the claim skipped is being fired by another scheduler: this one plans for the timer
+after it (and looks again after `retry` seconds in case the other one gives up) instead of waking
+again and again while the other one fires it. On SQLite only one scheduler may run: a second one
+refuses to start with a clear message.
+
+Shutting down stops a catch-up between two firings: what is left fires at the next start.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import logging
 import os
 import threading
 from datetime import UTC, datetime, timedelta
-
 from pathlib import Path
 
 from apscheduler.jobstores.base import JobLookupError
@@ -35,16 +39,21 @@ class SchedulerAlreadyRunning(EngineError):
 
 
 class TimerScheduler:
-    def __init__(self, engine, *, max_sleep: float = 5.0, batch: int = 200, sla_every: float = 60.0):
+    def __init__(self, engine, *, max_sleep: float = 5.0, batch: int = 200, sla_every: float = 60.0,
+                 retry: float = 1.0):
         self.engine = engine
         self.max_sleep = max_sleep
         self.batch = batch
         self.sla_every = sla_every
+        self.retry = retry
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._lock_file = None
         self._run_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._last_sla = None
+        # the engine clock just before the last claim that found nothing due
+        self._claimed_at: datetime | None = None
 
     # -- single-scheduler guard for SQLite ---------------------------------------------------
     def _acquire_sqlite_lock(self) -> None:
@@ -53,7 +62,7 @@ class TimerScheduler:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "w")
+        handle = open(path, "w")  # noqa: SIM115 - held open while the scheduler runs (the lock)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -70,44 +79,73 @@ class TimerScheduler:
         """Fire every timer that is due now, in due order. Returns how many fired."""
         if not self._run_lock.acquire(blocking=False):
             return 0
-        fired = 0
         try:
-            while True:
-                try:
-                    if self.engine.fire_next_due() is None:
-                        break
-                    fired += 1
-                except TimerFiringError as exc:  # a broken instance must not stop the others
-                    log.error("%s", exc.message)
-                    self.engine.postpone_timer(exc.details["timer_id"], exc.message)
-            now = self.engine.clock.now()
-            if self._last_sla is None or (now - self._last_sla).total_seconds() >= self.sla_every:
-                self.engine.refresh_sla()
-                self._last_sla = now
+            return self._fire_due()
         finally:
             self._run_lock.release()
+
+    def _fire_due(self) -> int:
+        fired = 0
+        self._claimed_at = None
+        while not self._stopping.is_set():
+            claimed_at = self.engine.clock.now()
+            try:
+                if self.engine.fire_next_due() is None:
+                    self._claimed_at = claimed_at
+                    break
+                fired += 1
+            except TimerFiringError as exc:  # a broken instance must not stop the others
+                log.error("%s", exc.message)
+                self.engine.postpone_timer(exc.details["timer_id"], exc.message)
+        now = self.engine.clock.now()
+        if self._last_sla is None or (now - self._last_sla).total_seconds() >= self.sla_every:
+            self.engine.refresh_sla()
+            self._last_sla = now
         return fired
 
     def next_due(self) -> datetime | None:
         with self.engine.db.reader() as s:
             return s.execute(select(func.min(Timer.due_at)).where(Timer.status == "pending")).scalar()
 
+    def _next_claimable(self, now: datetime) -> datetime | None:
+        """When this scheduler has a timer to fire next: the earliest pending one, unless that one
+        was already due at the last claim that found nothing, which means another scheduler holds
+        it (PostgreSQL); then the earliest after that claim, or a look again after `retry`."""
+        claimed_at = self._claimed_at
+        pending = Timer.status == "pending"
+        first = select(func.min(Timer.due_at)).where(pending).scalar_subquery()
+        if claimed_at is None or self.engine.db.is_sqlite:
+            with self.engine.db.reader() as s:
+                return s.execute(select(first)).scalar()
+        after = select(func.min(Timer.due_at)).where(pending, Timer.due_at > claimed_at).scalar_subquery()
+        with self.engine.db.reader() as s:
+            due, later = s.execute(select(first, after)).one()
+        if due is None or due > claimed_at:
+            return due
+        again = now + timedelta(seconds=self.retry)
+        return again if later is None else min(later, again)
+
     def _tick(self) -> None:
+        # A tick that finds another one running (a long catch-up outlasts the interval) leaves at
+        # once: the running one plans the next run when it ends.
+        if not self._run_lock.acquire(blocking=False):
+            return
         try:
-            self.run_due()
+            self._fire_due()
         except Exception:
             log.exception("scheduler tick failed")
         finally:
-            self._plan_next()
+            self._run_lock.release()
+        self._plan_next()
 
     def _plan_next(self) -> None:
         """Pull the next run forward to the earliest pending timer (the interval is only a ceiling,
         for timers that other processes wrote)."""
-        if not self._scheduler.running:
+        if not self._scheduler.running or self._stopping.is_set():
             return
         now = self.engine.clock.now()
         try:
-            due = self.next_due()
+            due = self._next_claimable(now)
         except Exception:  # noqa: BLE001 - the database may be briefly unavailable; the interval retries
             due = None
         if due is None:
@@ -132,7 +170,9 @@ class TimerScheduler:
     def start(self) -> None:
         if self.engine.db.is_sqlite:
             self._acquire_sqlite_lock()
-        self._scheduler.add_job(self._tick, "interval", seconds=self.max_sleep, id=JOB_ID, max_instances=1,
+        self._stopping.clear()
+        self._claimed_at = None
+        self._scheduler.add_job(self._tick, "interval", seconds=self.max_sleep, id=JOB_ID, max_instances=2,
                                 coalesce=True, misfire_grace_time=None,
                                 next_run_time=datetime.now(UTC))
         # catch-up: the first run (now) fires everything that fell due while the service was down
@@ -140,6 +180,7 @@ class TimerScheduler:
         log.info("timer scheduler %s started", self.worker_id)
 
     def shutdown(self) -> None:
+        self._stopping.set()  # a catch-up in progress stops after the firing at hand
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         if self._lock_file is not None:

@@ -51,6 +51,27 @@ def _config():
         config[cls] = BpmnTaskSpecConverter
     for cls in (ClockTimeDate, ClockDuration, ClockCycle):
         config[cls] = TimerConditionalEventDefinitionConverter
+    # The Camunda 7 dialect's own specs (engine.dialect.specs).
+    from SpiffWorkflow.bpmn.serializer.default.task_spec import (
+        EventConverter,
+        MultiInstanceTaskConverter,
+        ScriptTaskConverter,
+        SubWorkflowConverter,
+    )
+    from SpiffWorkflow.bpmn.serializer.helpers import BpmnDataSpecificationConverter
+
+    from engine.dialect import specs
+
+    config[specs.DialectScriptTask] = ScriptTaskConverter
+    for cls in (specs.DialectNoneTask, specs.DialectManualTask):
+        config[cls] = BpmnTaskSpecConverter
+    for cls in (specs.CamundaParallelMultiInstance, specs.CamundaSequentialMultiInstance):
+        config[cls] = MultiInstanceTaskConverter
+    config[specs.CollectionReference] = BpmnDataSpecificationConverter
+    for cls in (specs.DialectCallActivity, specs.DialectEventSubprocess):
+        config[cls] = SubWorkflowConverter
+    for cls in (specs.DialectStartEvent, specs.DialectEndEvent, specs.DialectIntermediateThrowEvent):
+        config[cls] = EventConverter
     return config
 
 

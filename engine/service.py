@@ -13,6 +13,7 @@ timers, message subscriptions, variables and history, and commits — or changes
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import uuid
 from collections import OrderedDict
@@ -27,7 +28,14 @@ from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import (
+    EventBasedGateway as EventBasedGatewayMixin,
+)
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent as StartEventMixin
+from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway as ExclusiveGatewayMixin
+from SpiffWorkflow.bpmn.specs.mixins.inclusive_gateway import InclusiveGateway as InclusiveGatewayMixin
+from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway as ParallelGatewayMixin
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -131,6 +139,25 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def _check_value(name: str, value: Any, depth: int = 0) -> None:
+    """Values must be storable as JSON text on every database (no NUL characters, bounded nesting)."""
+    if depth > 32:
+        raise InvalidInput(f"variable '{name}' is nested too deeply")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"variable '{name}' contains a NUL character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or "\x00" in k:
+                raise InvalidInput(f"variable '{name}' has an invalid key {k!r}")
+            _check_value(name, v, depth + 1)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_value(name, v, depth + 1)
+    elif isinstance(value, float) and value != value:
+        raise InvalidInput(f"variable '{name}' is not a number (NaN)")
+
+
 def check_variables(variables: Mapping[str, Any] | None) -> dict[str, Any]:
     if variables is None:
         return {}
@@ -138,8 +165,9 @@ def check_variables(variables: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidInput("variables must be an object of name → value")
     out = {}
     for name, value in variables.items():
-        if not isinstance(name, str) or not name or len(name) > MAX_VARIABLE_NAME:
+        if not isinstance(name, str) or not name or len(name) > MAX_VARIABLE_NAME or "\x00" in name:
             raise InvalidInput(f"variable name {name!r} is not valid")
+        _check_value(name, value)
         if name.startswith("_"):
             raise InvalidInput(f"variable name '{name}' must not start with '_'")
         out[name] = value
@@ -192,6 +220,66 @@ class Snapshot:
 EMPTY = TaskState.READY | TaskState.WAITING | TaskState.STARTED
 
 
+SCOPE_KEY = "data_objects"  # SpiffWorkflow's own entry in workflow.data, not a process variable
+
+
+def _in_process_scope(workflow: BpmnWorkflow, task) -> bool:
+    """A task shares the instance's variables unless it runs inside a called process (call
+    activities have their own scope, with camunda:in/out mappings)."""
+    wf = task.workflow
+    while wf is not workflow:
+        owner = workflow.get_task_from_id(wf.parent_task_id)
+        if owner is None or isinstance(owner.task_spec, CallActivity):
+            return False
+        wf = owner.workflow
+    return True
+
+
+_GATEWAYS = (ExclusiveGatewayMixin, ParallelGatewayMixin, InclusiveGatewayMixin, EventBasedGatewayMixin)
+
+
+def unify_scope(workflow: BpmnWorkflow, before: "Snapshot") -> None:
+    """Give the instance one variable scope, as Camunda has, on top of SpiffWorkflow's per-branch
+    task data: what the tasks completed in this command changed (in completion order) is merged
+    into the process scope (kept in workflow.data), and the scope is written back into every task
+    that will run or be inherited from, so no branch carries a stale copy."""
+    scope = dict(before.variables)
+    explicit = {k: v for k, v in workflow.data.items()
+                if k != SCOPE_KEY and (k not in before.variables or before.variables[k] != v)}
+    if not workflow.completed:
+        scope.update(explicit)  # variables set on the instance itself (set_variables)
+    newly = [t for tid, t in ((t.id, t) for t in workflow.get_tasks(state=TaskState.COMPLETED))
+             if tid not in before.done and _in_process_scope(workflow, t)]
+    newly.sort(key=lambda t: (t.last_state_change, t.depth))  # ties: ancestors first
+    for t in newly:
+        # what the activity or event itself changed: its data against what it inherited
+        # (gateways only route and merge, and internal tasks are not on the diagram)
+        if getattr(t.task_spec, "bpmn_id", None) is None or isinstance(t.task_spec, _GATEWAYS):
+            continue
+        base = t.parent.data if t.parent is not None else before.variables
+        for key, value in t.data.items():
+            if key not in base or base[key] != value:
+                scope[key] = value
+    if workflow.completed:
+        for key, value in explicit.items():  # SpiffWorkflow copies the last branch's data here
+            scope.setdefault(key, value)
+    for t in workflow.get_tasks():
+        if t.has_state(TaskState.FINISHED_MASK) and not any(
+                not c.has_state(TaskState.FINISHED_MASK) for c in t.children):
+            continue
+        if _in_process_scope(workflow, t):
+            local = t.internal_data.get("local_variables")  # an activity's own: the scope must not hide them
+            # each task gets its own copies: a script changing a list in place must not change
+            # the value another task (or the comparison with the scope before) holds
+            shared = {k: v for k, v in scope.items() if k not in local} if local else scope
+            t.data.update(copy.deepcopy(shared))
+    objects = workflow.data.get(SCOPE_KEY)
+    workflow.data.clear()
+    workflow.data.update(copy.deepcopy(scope))
+    if objects is not None:
+        workflow.data[SCOPE_KEY] = objects
+
+
 def snapshot(workflow: BpmnWorkflow) -> Snapshot:
     variables: dict = {}
     done, human, external, timers, messages = {}, {}, {}, {}, {}
@@ -221,8 +309,9 @@ def snapshot(workflow: BpmnWorkflow) -> Snapshot:
                         timers[str(t.id)] = (spec.bpmn_id, due)
                 elif isinstance(ed, MessageEventDefinition):
                     messages[(str(t.id), ed.name)] = spec.bpmn_id
-    if workflow.completed:
-        variables = dict(workflow.data)
+    scope = {k: v for k, v in workflow.data.items() if k != SCOPE_KEY}
+    if scope or workflow.completed:
+        variables = copy.deepcopy(scope)  # the process scope kept by unify_scope
     elif not variables and workflow.last_task is not None:
         variables = dict(workflow.last_task.data)
     summary = {k: _json_safe(variables[k]) for k in SEARCH_VARIABLES if variables.get(k) not in (None, "")}
@@ -594,6 +683,7 @@ class WorkflowEngine:
         """Write the command's outcome: state, task table, timers, subscriptions, variables, history."""
         row, definition, workflow, before = loaded.row, loaded.definition, loaded.workflow, loaded.before
         now = self.clock.now()
+        unify_scope(workflow, before)
         after = snapshot(workflow)
 
         # the path taken: every diagram element completed in this command
@@ -806,7 +896,8 @@ class WorkflowEngine:
               start_event: str | None = None) -> dict:
         """Start an instance of the newest version of `process_key` (or of `definition_id`)."""
         variables = check_variables(variables)
-        if business_key is not None and (not isinstance(business_key, str) or len(business_key) > 255):
+        if business_key is not None and (not isinstance(business_key, str) or len(business_key) > 255
+                                         or "\x00" in business_key):
             raise InvalidInput("businessKey must be text of at most 255 characters")
         with self._command() as s:
             return self._start(s, process_key, definition_id, business_key, variables, user,
@@ -830,11 +921,12 @@ class WorkflowEngine:
         for ts in spec.task_specs.values():
             if isinstance(ts, StartEventMixin) and (ts.extensions or {}).get("initiator"):
                 initiator = ts.extensions["initiator"]
-        starts = workflow.get_tasks(state=TaskState.READY)
-        for t in starts:
-            t.data.update(variables)
-            if initiator and user:
-                t.data[initiator] = user
+        initial = dict(variables)
+        if initiator and user:
+            initial[initiator] = user
+        for t in workflow.get_tasks(state=TaskState.READY):
+            t.data.update(copy.deepcopy(initial))
+        workflow.data.update(copy.deepcopy(initial))  # the process scope starts with them
         self._choose_start_event(workflow, start_event)
         cmd = Command(user, "start")
         cmd.events.append({"action": "start", "details": {"process": definition.key,
@@ -859,13 +951,19 @@ class WorkflowEngine:
         for t in workflow.get_tasks(state=TaskState.READY):
             if not isinstance(t.task_spec, StartEventMixin) and not t.task_spec.manual:
                 t.run()
-        for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.FUTURE
-                                    | TaskState.LIKELY | TaskState.MAYBE):
-            if not isinstance(t.task_spec, StartEventMixin):
-                continue
+        candidates = [t for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.FUTURE
+                                                    | TaskState.LIKELY | TaskState.MAYBE)
+                      if isinstance(t.task_spec, StartEventMixin) and t.workflow is workflow]
+        chosen_any = False
+        for t in candidates:
             ed = t.task_spec.event_definition
             chosen = (t.task_spec.bpmn_id == start_event) if start_event else (
                 type(ed).__name__ == "NoneEventDefinition")
+            if not chosen:
+                # Only one start event starts an instance; the others must not run or wait in it.
+                t.cancel()
+                continue
+            chosen_any = True
             if chosen:
                 t.internal_data["event_fired"] = True
                 if isinstance(ed, CycleTimerEventDefinition) and not t.children:
@@ -873,6 +971,12 @@ class WorkflowEngine:
                     for output in t.task_spec.outputs:
                         child = t._add_child(output, TaskState.FUTURE)
                         child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)
+                if t.state == TaskState.WAITING:  # a message start event: nothing else wakes it
+                    t.task_spec._update(t)
+        if not chosen_any:
+            what = f"start event '{start_event}'" if start_event else "a plain (none) start event"
+            raise InvalidInput(f"process '{workflow.spec.name}' has no {what}; it starts by its message or "
+                               "timer start event", process_key=workflow.spec.name)
 
     def _task_record(self, s: Session, task_id: str):
         """The task row without the ORM (the hot path of completing)."""
@@ -991,8 +1095,7 @@ class WorkflowEngine:
         variables = check_variables(variables)
         with self._command() as s:
             loaded = self._load(s, instance_id)
-            for t in loaded.workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
-                t.data.update(variables)
+            loaded.workflow.data.update(variables)
             self._save(s, loaded, Command(user, "set_variables"))
 
     def cancel(self, instance_id: str, *, user: str | None = None, reason: str | None = None) -> None:
@@ -1202,11 +1305,11 @@ class WorkflowEngine:
                 TaskCandidate.kind == "user", TaskCandidate.ident == f.candidate_user)))
         if f.candidate_groups is not None:
             q = q.where(Task.id.in_(select(TaskCandidate.task_id).where(
-                TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.candidate_groups or ["\0"]))))
+                TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.candidate_groups))))
         if f.visible_to_user is not None:
             offered = select(TaskCandidate.task_id).where(or_(
                 and_(TaskCandidate.kind == "user", TaskCandidate.ident == f.visible_to_user),
-                and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.visible_to_groups or ["\0"]))))
+                and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.visible_to_groups or []))))
             q = q.where(or_(Task.assignee == f.visible_to_user, Task.id.in_(offered)))
         if f.process_key:
             q = q.where(Task.process_key == f.process_key)

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from web import admin, api, auth, engine_rest, processes, tasks
+    from web import admin, api, auth, engine_rest, external_rest, incidents, processes, tasks
 
     auth.init_app(app)
     app.register_blueprint(tasks.bp)
@@ -14,3 +14,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(processes.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     app.register_blueprint(engine_rest.bp, url_prefix="/engine-rest")
+    # external tasks (Camunda's /engine-rest/external-task), incidents, the notification outbox
+    app.register_blueprint(external_rest.bp, url_prefix="/engine-rest/external-task")
+    app.register_blueprint(external_rest.incident_bp, url_prefix="/engine-rest/incident")
+    app.register_blueprint(incidents.bp)

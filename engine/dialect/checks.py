@@ -16,13 +16,26 @@ from engine.errors import DeploymentError
 from engine.sandbox import SandboxViolation, validate_expression, validate_script
 
 BPMN = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
-CAMUNDA = "{%s}" % CAMUNDA_NS
+CAMUNDA = f"{{{CAMUNDA_NS}}}"
 
 EXPRESSION_ATTRIBUTES = ("assignee", "candidateUsers", "candidateGroups", "dueDate", "followUpDate",
                          "priority", "decisionRef", "decisionRefVersion", "topic", "taskPriority",
-                         "calledElementVersion")
+                         "calledElementVersion", "collection")
 JUEL_LANGUAGES = {None, "", "juel", "http://www.omg.org/spec/juel", "${}"}
 PYTHON_LANGUAGES = {"python", "py"}
+# The event definitions the engine acts on, per kind of event (anything else is refused).
+EVENT_DEFINITIONS_RUN = {
+    BPMN + "startEvent": {"messageEventDefinition", "timerEventDefinition", "signalEventDefinition"},
+    BPMN + "endEvent": {"messageEventDefinition", "errorEventDefinition", "escalationEventDefinition",
+                        "terminateEventDefinition", "signalEventDefinition", "cancelEventDefinition"},
+    BPMN + "intermediateCatchEvent": {"messageEventDefinition", "timerEventDefinition", "signalEventDefinition"},
+    BPMN + "intermediateThrowEvent": {"messageEventDefinition", "escalationEventDefinition",
+                                      "signalEventDefinition"},
+    BPMN + "boundaryEvent": {"messageEventDefinition", "timerEventDefinition", "signalEventDefinition",
+                             "errorEventDefinition", "escalationEventDefinition", "cancelEventDefinition"},
+}
+EVENT_SUBPROCESS_STARTS = {"errorEventDefinition", "escalationEventDefinition"}
+IO_OWNERS = {"userTask", "scriptTask", "serviceTask", "businessRuleTask", "callActivity", "task", "manualTask"}
 # SpiffWorkflow names its own internal task specs so; an element with such an id would vanish.
 RESERVED_IDS = {"Start", "End", "Root"}
 
@@ -73,6 +86,12 @@ class BpmnChecker:
             tag = node.tag
             if tag in (BPMN + "scriptTask", BPMN + "serviceTask", BPMN + "sendTask", BPMN + "businessRuleTask"):
                 self._check_implementation(node)
+            elif tag == BPMN + "callActivity":
+                self._check_call_activity(node)
+            elif tag in EVENT_DEFINITIONS_RUN:
+                self._check_event(node)
+            if tag == CAMUNDA + "inputOutput":
+                self._check_io_owner(node)
             if tag == BPMN + "conditionExpression" or tag == BPMN + "completionCondition" \
                     or tag == BPMN + "loopCardinality":
                 self._check_formal_expression(node, tag.rsplit("}", 1)[1])
@@ -129,6 +148,85 @@ class BpmnChecker:
         if tag == "businessRuleTask" and not node.get(CAMUNDA + "decisionRef"):
             self.fail(node, "the business rule task names no decision (camunda:decisionRef)",
                       "camunda:decisionRef")
+
+    def _check_event(self, node):
+        """Every event definition of the event must be one this engine acts on there; an unknown
+        one would make the event do nothing (a link throw ends the path, a conditional catch waits
+        for ever) instead of what the diagram shows."""
+        tag = node.tag.rsplit("}", 1)[1]
+        parent = node.getparent()
+        in_event_subprocess = tag == "startEvent" and parent is not None and parent.tag == BPMN + "subProcess" \
+            and parent.get("triggeredByEvent") == "true"
+        allowed = EVENT_DEFINITIONS_RUN[node.tag] | (EVENT_SUBPROCESS_STARTS if in_event_subprocess else set())
+        if tag == "startEvent" and not in_event_subprocess and parent is not None and parent.tag == BPMN + "process":
+            allowed = allowed - {"signalEventDefinition"}
+        for definition in node:
+            if not isinstance(definition.tag, str) or not definition.tag.endswith("EventDefinition"):
+                continue
+            kind = definition.tag.rsplit("}", 1)[1]
+            if kind == "messageEventDefinition" and tag in ("intermediateThrowEvent", "endEvent"):
+                for attr in ("class", "expression", "delegateExpression", "type"):
+                    if definition.get(CAMUNDA + attr):
+                        self.fail(node, f"a message throw event with camunda:{attr} cannot run here; use a send "
+                                  "task with camunda:type=\"external\" and a camunda:topic", f"camunda:{attr}")
+            if kind in allowed:
+                continue
+            what = kind.removesuffix("EventDefinition")
+            reason = {
+                "conditional": "conditional events are not supported: nothing would evaluate the condition "
+                               "again when variables change",
+                "link": "link events are not supported; draw the sequence flow instead",
+                "compensate": "compensation is not supported",
+                "signal": "a signal start event cannot start a process here (signals stay within the "
+                          "instance that throws them); use a message start event",
+            }.get(what, f"a {tag} with a {what} event definition cannot run here")
+            self.fail(node, reason, kind)
+
+    def _check_io_owner(self, io):
+        """camunda:inputOutput where it has an effect here: on tasks and call activities."""
+        owner = io.getparent().getparent()
+        tag = owner.tag.rsplit("}", 1)[1]
+        if tag in IO_OWNERS or (tag == "sendTask" and owner.get(CAMUNDA + "type") == "external"):
+            return
+        self.fail(owner, f"camunda:inputOutput on a {tag} is not supported here; map the variables on the "
+                  "tasks (or call activity) that use them", "camunda:inputOutput")
+
+    def _check_call_activity(self, node):
+        """The called process is bound when the caller is deployed (the newest version then, or
+        the one deployed with it): what needs a binding at run time cannot run here."""
+        called = (node.get("calledElement") or "").strip()
+        if not called:
+            self.fail(node, "the call activity names no process (calledElement)", "calledElement")
+        if juel.is_expression(called):
+            self.fail(node, f"calledElement '{called}' is an expression; the called process is bound at deploy "
+                      "time here, so name its process id", "calledElement")
+        binding = (node.get(CAMUNDA + "calledElementBinding") or "latest").strip()
+        if binding not in ("latest", "deployment"):
+            self.fail(node, f"camunda:calledElementBinding '{binding}' is not supported: the call binds to the "
+                      "newest version deployed with or before the caller (latest / deployment)",
+                      "camunda:calledElementBinding")
+        if node.get(CAMUNDA + "caseRef"):
+            self.fail(node, "CMMN cases (camunda:caseRef) cannot run here", "camunda:caseRef")
+        for attr in ("variableMappingClass", "variableMappingDelegateExpression"):
+            if node.get(CAMUNDA + attr):
+                self.fail(node, f"camunda:{attr} (a Java delegate) cannot run here; use camunda:in / camunda:out",
+                          f"camunda:{attr}")
+        for mapping in node.iterfind(f"{BPMN}extensionElements/{CAMUNDA}in"):
+            self._check_mapping(node, mapping, "camunda:in")
+        for mapping in node.iterfind(f"{BPMN}extensionElements/{CAMUNDA}out"):
+            self._check_mapping(node, mapping, "camunda:out")
+
+    def _check_mapping(self, owner, mapping, what: str):
+        if mapping.get("businessKey") is not None and what == "camunda:in":
+            return
+        if mapping.get("variables") is not None:
+            if mapping.get("variables") != "all":
+                self.fail(owner, f"{what} variables=\"{mapping.get('variables')}\": only \"all\" exists", what)
+            return
+        if mapping.get("source") is None and mapping.get("sourceExpression") is None:
+            self.fail(owner, f"{what} needs source, sourceExpression, variables=\"all\" or businessKey", what)
+        if mapping.get("sourceExpression") is not None and not mapping.get("target"):
+            self.fail(owner, f"{what} with a sourceExpression needs a target", what)
 
     def _check_formal_expression(self, node, what: str):
         text = (node.text or "").strip()

@@ -644,7 +644,11 @@ class DmnModel:
 
     def _publish(self, decision: Decision, ev: DecisionEvaluation, published: dict[str, Any]) -> None:
         rows = ev.result_list
-        if len(rows) == 1 and decision.hit_policy not in ("COLLECT", "RULE ORDER", "OUTPUT ORDER"):
+        # One result is published by output name, as Camunda does, unless the policy may give
+        # several (a COLLECT with an aggregation gives exactly one: the aggregate).
+        multi = decision.hit_policy in ("RULE ORDER", "OUTPUT ORDER") or (
+            decision.hit_policy == "COLLECT" and not decision.aggregation)
+        if len(rows) == 1 and not multi:
             published.update(rows[0])
         elif rows:
             names: list[str] = []

@@ -12,8 +12,8 @@ from typing import Any
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 
-_C = "{%s}" % CAMUNDA_NS
-_B = "{%s}" % BPMN_NS
+_C = f"{{{CAMUNDA_NS}}}"
+_B = f"{{{BPMN_NS}}}"
 
 # Plain attributes copied as they are written (expressions are evaluated at run time).
 ATTRIBUTES = (

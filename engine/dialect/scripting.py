@@ -55,26 +55,31 @@ class DialectScriptEngine(SandboxedScriptEngine):
         return min(limit, now) if limit is not None else now
 
     # -- expressions ---------------------------------------------------------------------------
-    def _execution(self, task) -> juel.ExecutionContext:
+    def _execution(self, task, variables: Mapping[str, Any]) -> juel.ExecutionContext:
+        from engine.dialect.specs import called_business_key
+
+        called, business_key = called_business_key(task)
         return juel.ExecutionContext(
-            variables=task.data,
-            business_key=self.runtime.business_key,
+            variables=variables,
+            business_key=business_key if called else self.runtime.business_key,
             process_instance_id=self.runtime.instance_id,
             activity_id=getattr(task.task_spec, "bpmn_id", None),
         )
 
-    def _juel(self, task, text: str, attribute: str | None = None) -> Any:
+    def _juel(self, task, text: str, attribute: str | None = None,
+              extra: Mapping[str, Any] | None = None) -> Any:
+        variables = {**task.data, **extra} if extra else task.data
         try:
             template = juel.compile_template(text)
-            return template.evaluate(task.data, functions=self.runtime.functions,
-                                     execution=self._execution(task), now=self.now(), tz=self.tz)
+            return template.evaluate(variables, functions=self.runtime.functions,
+                                     execution=self._execution(task, variables), now=self.now(), tz=self.tz)
         except (juel.JuelSyntaxError, juel.JuelEvaluationError) as exc:
             where = f" in {attribute}" if attribute else ""
             raise WorkflowTaskException(f"expression '{text}'{where}: {exc}", task=task, exception=exc) from exc
 
     def evaluate(self, task, expression, external_context=None):
         if expression is not None and juel.is_expression(expression):
-            return self._juel(task, expression)
+            return self._juel(task, expression, extra=external_context)
         return super().evaluate(task, expression, external_context)
 
     def evaluate_attribute(self, task, text: str, attribute: str | None = None) -> Any:
@@ -112,7 +117,7 @@ class DialectScriptEngine(SandboxedScriptEngine):
             result = datetime.combine(value, time(0, 0))
         elif isinstance(value, str):
             try:
-                result = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+                result = datetime.fromisoformat(value.strip())
             except ValueError as exc:
                 raise WorkflowTaskException(
                     f"{attribute}: '{value}' is not an ISO 8601 date-time", task=task, exception=exc) from exc

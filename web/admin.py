@@ -1,0 +1,142 @@
+"""Administration of staff accounts and groups (administrators only)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.identity import ROLE_ADMIN, IdentityService
+from web.access import engine, require_admin, staff
+from web.auth import list_accounts, list_groups, load_account, login_manager, select_locale
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def _admins_only():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    require_admin()
+    return None
+
+
+@bp.after_request
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def identity() -> IdentityService:
+    return IdentityService(engine())
+
+
+def _error_text(exc: InvalidInput | Conflict | NotFound) -> str:
+    # The identity service words its messages "中文 / English"; show the half for the language.
+    zh, sep, en = exc.message.partition(" / ")
+    return (en if select_locale() == "en" else zh) if sep else exc.message
+
+
+@bp.get("/")
+def home():
+    return redirect(url_for(".users"))
+
+
+@bp.get("/users")
+def users():
+    return render_template("admin/users.html", users=list_accounts(), groups=list_groups(),
+                           form={}, errors={})
+
+
+@bp.post("/users")
+def create_user():
+    form = {k: (request.form.get(k) or "").strip() for k in ("username", "display_name")}
+    chosen = request.form.getlist("groups")
+    password = request.form.get("password") or ""
+    try:
+        identity().create_user(form["username"], form["display_name"], password, chosen)
+    except (InvalidInput, Conflict) as exc:
+        field = exc.details.get("field") or "username"
+        return render_template("admin/users.html", users=list_accounts(),
+                               groups=list_groups(), form={**form, "groups": chosen},
+                               errors={field: _error_text(exc)}), 422
+    flash(_("已创建用户 %(name)s", name=form["username"]), "success")
+    return redirect(url_for(".users"))
+
+
+def _user_or_404(username: str):
+    account = load_account(username)
+    if account is None:
+        abort(404)
+    return account
+
+
+@bp.get("/users/<username>")
+def edit_user(username: str):
+    return render_template("admin/user_edit.html", account=_user_or_404(username),
+                           groups=list_groups(), errors={})
+
+
+@bp.post("/users/<username>")
+def update_user(username: str):
+    account = _user_or_404(username)
+    chosen = request.form.getlist("groups")
+    active = request.form.get("active") == "true"
+    display_name = (request.form.get("display_name") or "").strip() or account.display_name
+    if username == staff().username and (not active or ROLE_ADMIN not in chosen):
+        flash(_("不能停用自己的账号或取消自己的管理员权限"), "error")
+        return redirect(url_for(".edit_user", username=username))
+    try:
+        identity().update_user(username, display_name=display_name, groups=chosen, active=active)
+    except (InvalidInput, NotFound) as exc:
+        flash(_error_text(exc), "error")
+        return redirect(url_for(".edit_user", username=username))
+    flash(_("已保存 %(name)s 的资料", name=username), "success")
+    return redirect(url_for(".users"))
+
+
+@bp.post("/users/<username>/password")
+def reset_password(username: str):
+    _user_or_404(username)
+    password = request.form.get("password") or ""
+    if not password:
+        flash(_("请输入新密码"), "error")
+        return redirect(url_for(".edit_user", username=username))
+    if password != (request.form.get("password_again") or ""):
+        flash(_("两次输入的密码不一致"), "error")
+        return redirect(url_for(".edit_user", username=username))
+    try:
+        identity().update_user(username, password=password)
+    except InvalidInput as exc:
+        flash(_error_text(exc), "error")
+        return redirect(url_for(".edit_user", username=username))
+    flash(_("已重置 %(name)s 的密码", name=username), "success")
+    return redirect(url_for(".edit_user", username=username))
+
+
+@bp.get("/groups")
+def groups():
+    return render_template("admin/groups.html", groups=list_groups(), members=_members(),
+                           form={}, errors={})
+
+
+def _members() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for account in list_accounts():
+        for group_id in account.groups:
+            counts[group_id] = counts.get(group_id, 0) + 1
+    return counts
+
+
+@bp.post("/groups")
+def create_group():
+    form = {k: (request.form.get(k) or "").strip() for k in ("id", "name", "name_en", "kind")}
+    kind = form["kind"] if form["kind"] in ("unit", "role") else "unit"
+    try:
+        identity().create_group(form["id"], form["name"], form["name_en"] or None, kind)
+    except (InvalidInput, Conflict) as exc:
+        return render_template("admin/groups.html", groups=list_groups(), members=_members(),
+                               form=form, errors={exc.details.get("field") or "id": _error_text(exc)}), 422
+    flash(_("已创建组 %(name)s", name=form["name"] or form["id"]), "success")
+    return redirect(url_for(".groups"))
