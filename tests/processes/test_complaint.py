@@ -165,6 +165,8 @@ def test_accepted_complaint_is_investigated_resolved_followed_up_and_closed(hosp
     v = variables(hospital, iid)
     assert v["complainantSatisfied"] is True and v["reopenCount"] == 0
     assert v["improvementDeadline"] == "2026-04-01" and v["complaintFounded"] == "属实"
+    # storage budget: a finished complaint keeps at most 8 KB of engine state
+    assert hospital.get_instance(iid)["state_bytes"] <= 8 * 1024
 
 
 @pytest.mark.parametrize("reason", ["已向人民法院起诉", "已申请医疗纠纷人民调解", "已由卫生健康行政部门或信访部门处理",
