@@ -173,6 +173,12 @@ def cmd_scheduler(engine, args):
     scheduler.shutdown()
 
 
+def cmd_notify_worker(engine, args):
+    from engine.notify import run_worker
+
+    run_worker(engine)
+
+
 def cmd_serve(engine, args):
     """Web server and scheduler in one process (the `make run` shape, on SQLite)."""
     from werkzeug.serving import run_simple
@@ -291,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("fire-timers", help="fire the timers that are due now, once").set_defaults(func=cmd_fire_timers)
     sub.add_parser("scheduler", help="run the timer scheduler (production: beside the web workers)") \
         .set_defaults(func=cmd_scheduler)
+
+    sub.add_parser("notify-worker", help="run the SMS notification worker (topic 'notify') in the foreground") \
+        .set_defaults(func=cmd_notify_worker)
 
     p = sub.add_parser("serve", help="web server with the scheduler (development / make run)")
     p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))

@@ -33,6 +33,7 @@ HOSPITAL_GROUPS = [
     (ROLE_DIRECTOR, "客服中心主任", "Service center director", "role"),
     (ROLE_PROCESS_OWNER, "流程负责人", "Process owners", "role"),
     (ROLE_ADMIN, "系统管理员", "Administrators", "role"),
+    ("external_worker", "外部任务执行器", "External-task workers", "role"),
 ]
 
 # username, display name, groups — every account's password is "demo"
