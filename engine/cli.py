@@ -212,6 +212,9 @@ def cmd_serve(engine, args):
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SpiffWorkflow logs every task state change and APScheduler every run at INFO: keep them quiet
+    for noisy in ("spiff", "apscheduler", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="hospital-workflow", description=__doc__)
     parser.add_argument("--database-url", help="overrides DATABASE_URL")
     sub = parser.add_subparsers(dest="command", required=True)
