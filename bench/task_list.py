@@ -112,7 +112,7 @@ def build(engine: WorkflowEngine, n_tasks: int, seed: int = 7) -> dict:
                       "candidate_users": [], "candidate_groups": [group], "created_at": created, "due_at": due,
                       "priority": 80 if rng.random() < 0.1 else 50, "sla_state": engine.sla_state(due, NOW),
                       "search_text": search})
-        candidates.append({"task_id": task_id, "kind": "group", "ident": group})
+        candidates.append({"task_id": task_id, "kind": "group", "ident": group, "claimed": assignee is not None})
     start = time.perf_counter()
     with engine.db.engine.begin() as conn:
         for chunk in range(0, n_tasks, 5000):

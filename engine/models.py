@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     types,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -202,6 +203,8 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_status_due", "status", "due_at"),
         Index("ix_tasks_status_assignee", "status", "assignee"),
+        # the queue of a group: open, unclaimed, by due time
+        Index("ix_tasks_queue", "status", "assignee", "due_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -234,11 +237,14 @@ class TaskCandidate(Base):
     """One row per candidate user or group of an open task: the index the task list filters on."""
 
     __tablename__ = "task_candidates"
-    __table_args__ = (Index("ix_task_candidates_lookup", "kind", "ident", "task_id"),)
+    __table_args__ = (Index("ix_task_candidates_lookup", "kind", "ident", "task_id"),
+                      Index("ix_task_candidates_queue", "kind", "ident", "claimed", "task_id"))
 
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # user | group
     ident: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # the task has an assignee (kept in step by claim/unclaim/assign; rows exist only for open tasks)
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Timer(Base):

@@ -172,6 +172,8 @@ class TimerScheduler:
             self._acquire_sqlite_lock()
         self._stopping.clear()
         self._claimed_at = None
+        # two instances: an interval tick during a long catch-up leaves at once (see _tick) instead
+        # of being logged as skipped every `max_sleep` seconds
         self._scheduler.add_job(self._tick, "interval", seconds=self.max_sleep, id=JOB_ID, max_instances=2,
                                 coalesce=True, misfire_grace_time=None,
                                 next_run_time=datetime.now(UTC))

@@ -40,7 +40,7 @@ from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, false, func, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from engine import calendar as hospital_calendar
@@ -837,8 +837,9 @@ class WorkflowEngine:
                          "priority": a.get("priority", 50), "form_key": ext.get("formKey"),
                          "sla_state": self.sla_state(due, now), "completed_at": None, "completed_by": None,
                          "search_text": search})
-            candidates += [{"task_id": task_id, "kind": "user", "ident": u} for u in users]
-            candidates += [{"task_id": task_id, "kind": "group", "ident": g} for g in groups]
+            claimed = a.get("assignee") is not None
+            candidates += [{"task_id": task_id, "kind": "user", "ident": u, "claimed": claimed} for u in users]
+            candidates += [{"task_id": task_id, "kind": "group", "ident": g, "claimed": claimed} for g in groups]
             cmd.events.append({"action": "task_created", "element_id": t.task_spec.bpmn_id,
                                "element_name": name, "task_id": task_id,
                                "details": {"assignee": a.get("assignee"), "candidate_groups": groups,
@@ -998,7 +999,16 @@ class WorkflowEngine:
             if task.assignee and task.assignee != user and not force:
                 raise Conflict(f"task '{task.name}' is already claimed by {task.assignee}",
                                task_id=task_id, assignee=task.assignee)
-            task.assignee = user
+            # the claim itself is conditional, so two users claiming at once cannot both win
+            claimable = (Task.assignee.is_(None) | (Task.assignee == user)) if not force else true()
+            won = s.execute(update(Task).where(Task.id == task_id, Task.status == "open", claimable)
+                            .values(assignee=user).execution_options(synchronize_session=False)).rowcount
+            self._mark_claimed(s, task_id, True)
+            if won != 1:
+                s.refresh(task)
+                raise Conflict(f"task '{task.name}' was just claimed by {task.assignee or 'someone else'}",
+                               task_id=task_id, assignee=task.assignee)
+            s.refresh(task)
             self._record(s, task.instance_id, user, "claim", element_id=task.element_id,
                          element_name=task.name, task_id=task_id)
             return self.task_dict(task)
@@ -1009,6 +1019,7 @@ class WorkflowEngine:
             self._require_open(task)
             previous = task.assignee
             task.assignee = None
+            self._mark_claimed(s, task_id, False)
             self._record(s, task.instance_id, user, "unclaim", element_id=task.element_id,
                          element_name=task.name, task_id=task_id, details={"previous": previous})
             return self.task_dict(task)
@@ -1021,10 +1032,16 @@ class WorkflowEngine:
                 raise InvalidInput(f"there is no user '{assignee}'", field="assignee")
             previous = task.assignee
             task.assignee = assignee
+            self._mark_claimed(s, task_id, assignee is not None)
             self._record(s, task.instance_id, user, "assign", element_id=task.element_id,
                          element_name=task.name, task_id=task_id,
                          details={"previous": previous, "assignee": assignee})
             return self.task_dict(task)
+
+    @staticmethod
+    def _mark_claimed(s: Session, task_id: str, claimed: bool) -> None:
+        s.execute(update(TaskCandidate).where(TaskCandidate.task_id == task_id).values(claimed=claimed)
+                  .execution_options(synchronize_session=False))
 
     @staticmethod
     def _require_open(task: Task) -> None:
@@ -1206,6 +1223,10 @@ class WorkflowEngine:
         schedulers share the work and each timer fires once; timers fire in due order, so a catch-up
         after downtime replays an instance's timers in the order they fell due."""
         with self._command() as s:
+            if not self.db.is_sqlite:
+                # A firing lost in a server crash is simply redone: its timer row is still pending and
+                # everything the firing changed was in the same transaction, so it is never doubled.
+                s.execute(text("SET LOCAL synchronous_commit TO OFF"))
             now = self.clock.now()
             q = (select(Timer).where(Timer.status == "pending", Timer.due_at <= now)
                  .order_by(Timer.due_at, Timer.id).limit(1))
@@ -1310,7 +1331,10 @@ class WorkflowEngine:
             offered = select(TaskCandidate.task_id).where(or_(
                 and_(TaskCandidate.kind == "user", TaskCandidate.ident == f.visible_to_user),
                 and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.visible_to_groups or []))))
-            q = q.where(or_(Task.assignee == f.visible_to_user, Task.id.in_(offered)))
+            if f.unassigned:  # offered and not claimed: only the candidate rows can match
+                q = q.where(Task.id.in_(offered))
+            else:
+                q = q.where(or_(Task.assignee == f.visible_to_user, Task.id.in_(offered)))
         if f.process_key:
             q = q.where(Task.process_key == f.process_key)
         if f.business_key:
@@ -1339,22 +1363,61 @@ class WorkflowEngine:
             q = q.where(or_(Task.search_text.like(like), Task.name.like(like)))
         return q
 
+    def _order(self, q, f: TaskQuery):
+        if f.sort == "priority":
+            return q.order_by(Task.priority.desc(), Task.due_at.asc().nulls_last(), Task.created_at, Task.id)
+        if f.sort == "created":
+            return q.order_by(Task.created_at.desc(), Task.id)
+        return q.order_by(Task.due_at.asc().nulls_last(), Task.priority.desc(), Task.created_at, Task.id)
+
+    @staticmethod
+    def _queue_candidates(f: TaskQuery):
+        """The candidate rows of a "my groups" query (offered to the user or their groups)."""
+        c = TaskCandidate
+        cond = []
+        user = f.visible_to_user or f.candidate_user
+        if user:
+            cond.append(and_(c.kind == "user", c.ident == user))
+        groups = f.visible_to_groups if f.visible_to_user is not None else f.candidate_groups
+        if groups:
+            cond.append(and_(c.kind == "group", c.ident.in_(groups)))
+        return or_(*cond) if cond else false()
+
+    @staticmethod
+    def _is_queue_query(f: TaskQuery) -> bool:
+        """The hot query of the task list: open tasks offered to me or my groups, not claimed."""
+        return bool(f.unassigned and f.status == "open" and (f.visible_to_user is not None or (
+            f.candidate_groups is not None and not f.candidate_user)) and not f.assignee)
+
     def list_tasks(self, f: TaskQuery | None = None, **kwargs) -> list[dict]:
         f = f or TaskQuery(**kwargs)
+        limit, offset = max(0, min(f.limit, 1000)), max(0, f.offset)
         with self.db.reader() as s:
-            q = self._task_filter(select(Task.__table__), f)
-            if f.sort == "priority":
-                q = q.order_by(Task.priority.desc(), Task.due_at.is_(None), Task.due_at, Task.created_at)
-            elif f.sort == "created":
-                q = q.order_by(Task.created_at.desc(), Task.id)
+            if self._is_queue_query(f):
+                # Walk the open, unclaimed tasks in order and join their candidate rows: the queue
+                # index gives the order, so the first page costs a few index probes, not a sort.
+                rest = TaskQuery(**{**f.__dict__, "visible_to_user": None, "visible_to_groups": None,
+                                    "candidate_groups": None, "candidate_user": None})
+                ids = self._order(self._task_filter(
+                    select(Task.id, Task.due_at, Task.priority, Task.created_at)
+                    .join(TaskCandidate, TaskCandidate.task_id == Task.id)
+                    .where(self._queue_candidates(f)).distinct(), rest), f).offset(offset).limit(limit)
+                page = ids.subquery()
+                q = self._order(select(Task.__table__).where(Task.id.in_(select(page.c.id))), f)
             else:
-                q = q.order_by(Task.due_at.is_(None), Task.due_at, Task.priority.desc(), Task.created_at)
-            q = q.offset(max(0, f.offset)).limit(max(0, min(f.limit, 1000)))
+                q = self._order(self._task_filter(select(Task.__table__), f), f).offset(offset).limit(limit)
             return [self.task_dict(t) for t in s.execute(q)]
 
     def count_tasks(self, f: TaskQuery | None = None, **kwargs) -> int:
         f = f or TaskQuery(**kwargs)
         with self.db.reader() as s:
+            plain = TaskQuery(unassigned=True, status="open", visible_to_user=f.visible_to_user,
+                              visible_to_groups=f.visible_to_groups, candidate_groups=f.candidate_groups,
+                              candidate_user=f.candidate_user, limit=f.limit, offset=f.offset, sort=f.sort)
+            if self._is_queue_query(f) and f == plain:
+                # candidate rows exist only for open tasks and know whether the task is claimed
+                return s.execute(select(func.count(func.distinct(TaskCandidate.task_id)))
+                                 .where(self._queue_candidates(f), TaskCandidate.claimed.is_(False))).scalar_one()
             return s.execute(self._task_filter(select(func.count(Task.id)), f)).scalar_one()
 
     def get_task(self, task_id: str) -> dict:

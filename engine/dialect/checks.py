@@ -83,6 +83,9 @@ class BpmnChecker:
                 value = node.get(CAMUNDA + attr)
                 if value is not None:
                     self.check_template(node, value, f"camunda:{attr}")
+            if node.get(CAMUNDA + "formRef"):
+                self.fail(node, "linked Camunda Forms (camunda:formRef) cannot be deployed here; use a generated "
+                          "task form (form fields) or a camunda:formKey", "camunda:formRef")
             tag = node.tag
             if tag in (BPMN + "scriptTask", BPMN + "serviceTask", BPMN + "sendTask", BPMN + "businessRuleTask"):
                 self._check_implementation(node)

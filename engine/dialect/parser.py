@@ -54,6 +54,10 @@ from SpiffWorkflow.bpmn.specs.defaults import (
     SubWorkflowTask,
     TransactionSubprocess,
 )
+from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent as EndEventMixin
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent as BoundaryEventMixin
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 from SpiffWorkflow.camunda.parser.task_spec import (
     CallActivityParser,
     ScriptTaskParser,
@@ -220,8 +224,6 @@ class StartEventParserX(ExtensionsMixin, TimerMixin, StartEventParser):
         return task
 
 
-
-
 class EndEventParserX(ExtensionsMixin, TimerMixin, EndEventParser):
     def create_task(self):
         # SpiffWorkflow reads no signal end events (they would end without signalling)
@@ -334,6 +336,19 @@ class DialectProcessParser(ProcessParser):
             task_spec = self.parse_node(node)
             self.spec.start.connect(task_spec)
             task_spec.connect(self.spec.end)
+        # An activity or event without outgoing sequence flows ends its path (an implicit end, as
+        # in Camunda); SpiffWorkflow would leave the process waiting for ever. It gets an end event
+        # of its own that is not on the diagram.
+        loop_children = {ts.task_spec for ts in self.spec.task_specs.values() if isinstance(ts, LoopTask)}
+        for ts in list(self.spec.task_specs.values()):
+            if getattr(ts, "bpmn_id", None) is None or ts.outputs or ts.name in loop_children \
+                    or isinstance(ts, (EndEventMixin, BoundaryEventMixin)):
+                continue
+            end = DialectEndEvent(self.spec, f"{ts.name}.ImplicitEnd", NoneEventDefinition())
+            end.bpmn_id = None
+            end.extensions = {}
+            ts.connect(end)
+            end.connect(self.spec.end)
 
 
 class DialectParser(BpmnParser):

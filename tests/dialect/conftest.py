@@ -35,7 +35,11 @@ def sqlite_engine(tmp_path: Path, clock, template: Path) -> WorkflowEngine:
     target = tmp_path / "test.db"
     shutil.copyfile(template, target)
     url = f"sqlite:///{target}"
-    return WorkflowEngine(Database(url), Settings(database_url=url, workflows_dir=tmp_path / "workflows"), clock)
+    eng = WorkflowEngine(Database(url), Settings(database_url=url, workflows_dir=tmp_path / "workflows"), clock)
+    # No live-workflow cache: every command loads the instance from its serialized state, so each
+    # test also proves the dialect's specs and their task data survive a restart.
+    eng._workflows.size = 0
+    return eng
 
 
 @pytest.fixture

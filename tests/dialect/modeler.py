@@ -237,7 +237,7 @@ def _route(src: Box | None, dst: Box | None, src_id: str, container) -> list[tup
 
 
 def _fmt(v: float) -> str:
-    return str(int(round(v)))
+    return str(round(v))
 
 
 def build_di(root) -> str:

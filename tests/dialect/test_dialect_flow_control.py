@@ -4,7 +4,6 @@ start event), all through the engine service."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.dialect.conftest import deploy, elements, task_at, variables

@@ -103,3 +103,16 @@ def test_a_collection_that_is_not_a_list_is_an_error_naming_the_element(engine):
         start(engine, "parallel", reviewers="dr_li")
     assert "Task_opinion" in str(err.value) and "camunda:collection" in str(err.value)
     assert engine.count_instances(process_key="dx_multi_instance") == 0
+
+
+def test_an_activity_without_outgoing_flow_ends_its_path(engine):
+    # an implicit end, as Camunda allows: here the multi-instance task is the last element
+    deploy(engine, "multi_instance.bpmn", replace={"multi_instance.bpmn": [
+        (b"      <bpmn:outgoing>Flow_0c2</bpmn:outgoing>\n", b""),
+        (b'    <bpmn:sequenceFlow id="Flow_0c2" sourceRef="Task_copy" targetRef="End_copies" />\n', b""),
+        (b'      <bpmn:incoming>Flow_0c2</bpmn:incoming>\n', b"")]})
+    inst = start(engine, "copies", copies=2)
+    for t in open_tasks(engine, inst["id"]):
+        engine.complete(t["id"], {}, user="archivist")
+    info = engine.get_instance(inst["id"])
+    assert info["status"] == "completed" and info["path"][-1] == "Task_copy"

@@ -41,8 +41,7 @@ def basic(username: str, password: str = "demo") -> dict:
 
 def add_worker_account(engine: WorkflowEngine) -> None:
     identity = IdentityService(engine)
-    identity.create_demo_staff()
-    identity.create_group("external_worker", "外部任务执行器", "External-task workers", "role")
+    identity.create_demo_staff()  # also creates the hospital's groups, the external_worker role among them
     identity.create_user(WORKER[0], "短信与接口执行器", WORKER[1], ["external_worker"])
 
 

@@ -140,6 +140,35 @@ def test_two_scheduler_processes_fire_each_timer_once(tmp_path):
         schema.drop()
 
 
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL does not answer at 127.0.0.1:5432")
+def test_a_timer_another_scheduler_is_firing_is_not_polled_in_a_loop(tmp_path):
+    schema = PostgresSchema()
+    clock = FrozenClock(datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
+    engine = make_engine(schema.url, clock, tmp_path)
+    try:
+        engine.deploy([("timer_kinds.bpmn", fixture_bytes("bpmn", "timer_kinds.bpmn"))])
+        held = engine.start("await_reply", business_key="H-1")
+        clock.advance(minutes=10)
+        engine.start("await_reply", business_key="H-2")
+        clock.advance(minutes=51)  # the first timer is due, the second in nine minutes
+        with engine.db.transaction() as other:  # another scheduler is firing the first one
+            other.execute(select(Timer.id).where(Timer.instance_id == held["id"]).with_for_update())
+            scheduler = TimerScheduler(engine, retry=1.0)
+            assert scheduler.run_due() == 0
+            now = clock.now()
+            assert scheduler.next_due() < now  # still pending: the other one has not committed yet
+            # the next look is not "now" again: it is after `retry`, or at the next timer if sooner
+            assert scheduler._next_claimable(now) == now + timedelta(seconds=1)
+            scheduler.retry = 3600
+            assert scheduler._next_claimable(now) == now + timedelta(minutes=9)
+        # the other one ended its transaction without firing it: the timer is ours
+        assert scheduler.run_due() == 1
+    finally:
+        engine.db.dispose()
+        schema.drop()
+
+
 def test_a_second_scheduler_process_on_sqlite_refuses_to_start(tmp_path):
     url = f"sqlite:///{tmp_path / 'one.db'}"
     make_engine(url, FrozenClock(), tmp_path).db.dispose()
