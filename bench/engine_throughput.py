@@ -27,18 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer  # noqa: E402
-from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # noqa: E402
-from SpiffWorkflow.util.task import TaskState  # noqa: E402
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
 
-from engine.clock import FrozenClock  # noqa: E402
-from engine.config import Settings  # noqa: E402
-from engine.db import Database  # noqa: E402
-from engine.dialect import dmn  # noqa: E402
-from engine.dialect.parser import DialectParser, parse_xml  # noqa: E402
-from engine.dialect.scripting import DialectScriptEngine, Runtime  # noqa: E402
-from engine.serialization import _registry  # noqa: E402
-from engine.service import TaskQuery, WorkflowEngine  # noqa: E402
+from engine.clock import FrozenClock
+from engine.config import Settings
+from engine.db import Database
+from engine.dialect import dmn
+from engine.dialect.parser import DialectParser, parse_xml
+from engine.dialect.scripting import DialectScriptEngine, Runtime
+from engine.serialization import _registry
+from engine.service import TaskQuery, WorkflowEngine
 
 BPMN = ROOT / "tests" / "fixtures" / "bpmn" / "triage_flow.bpmn"
 DMN = ROOT / "tests" / "fixtures" / "dmn" / "triage.dmn"

@@ -128,7 +128,7 @@ class TaskForm:
                    extensions.get("formKey"))
 
     @classmethod
-    def for_spec(cls, task_spec) -> "TaskForm":
+    def for_spec(cls, task_spec) -> TaskForm:
         """The form of a task spec, built once per spec (specs are shared and never change)."""
         form = getattr(task_spec, "_task_form", None)
         if form is None:

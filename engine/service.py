@@ -238,7 +238,7 @@ def _in_process_scope(workflow: BpmnWorkflow, task) -> bool:
 _GATEWAYS = (ExclusiveGatewayMixin, ParallelGatewayMixin, InclusiveGatewayMixin, EventBasedGatewayMixin)
 
 
-def unify_scope(workflow: BpmnWorkflow, before: "Snapshot") -> None:
+def unify_scope(workflow: BpmnWorkflow, before: Snapshot) -> None:
     """Give the instance one variable scope, as Camunda has, on top of SpiffWorkflow's per-branch
     task data: what the tasks completed in this command changed (in completion order) is merged
     into the process scope (kept in workflow.data), and the scope is written back into every task

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from engine.errors import Conflict, DeploymentError, EngineError, Forbidden, InvalidInput, NotFound, ProcessError
+from engine.errors import (
+    Conflict,
+    DeploymentError,
+    EngineError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ProcessError,
+)
 
 STATUS = [
     (NotFound, 404),

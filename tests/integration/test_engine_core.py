@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from engine.errors import Conflict, DeploymentError, InvalidInput, NotFound, Pro
 from engine.service import TaskQuery
 from tests.conftest import fixture_bytes
 
-SHANGHAI_9AM = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)
+SHANGHAI_9AM = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 
 
 def deploy_inquiry(engine, content: bytes | None = None):
@@ -106,7 +106,7 @@ def test_start_creates_a_task_with_assignment_from_the_diagram(any_engine):
     assert task["name"] == "回答咨询" and task["element_id"] == "answer"
     assert task["candidate_groups"] == ["front_desk"]
     assert task["priority"] == 80
-    assert task["due_at"] == datetime(2026, 3, 2, 3, 0, tzinfo=timezone.utc)
+    assert task["due_at"] == datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
     assert task["assignee"] is None
     assert any_engine.list_tasks(TaskQuery(candidate_groups=["finance"])) == []
 

@@ -4,7 +4,7 @@ several schedulers on PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -185,7 +185,7 @@ def test_sla_states_follow_the_clock(engine, clock):
 
 @pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL does not answer at 127.0.0.1:5432")
 def test_two_schedulers_on_postgresql_fire_each_of_1000_timers_once(tmp_path):
-    start = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
     from engine.clock import FrozenClock
 
     clock = FrozenClock(start)
