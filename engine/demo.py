@@ -5,6 +5,12 @@ instances of the four processes in several states (new, claimed, overdue, waitin
 realistic data, so that a new user sees a real task list at once. The clock is never moved: the
 overdue complaint is registered with a receipt time two days ago, and the callbacks that are due were
 discharged long enough ago; the timers that are already due are fired like the scheduler would.
+
+The text messages the demo instances queue (topic `notify`: complaint receipts, escort assignments,
+callback notices) are then handled at once through the console gateway: logged and recorded in the
+outbox as sent, never handed to an SMS provider (the demo's phone numbers are made up, and a worker
+started later with SMS_GATEWAY=http finds nothing of the demo to send). So the closed demo instances
+are completed, and the outbox page shows what would have gone out.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from engine.errors import EngineError
+from engine.notify import ConsoleGateway, NotifyWorker
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +194,18 @@ def _callbacks(d: _Demo) -> None:
         "concernDescription": "切口周围红肿，偶有低热", "callNote": "建议尽快复诊"}, "nurse")
 
 
+def _send_demo_sms(engine) -> int:
+    """Every SMS the demo queued, through the console gateway only (see the module docstring)."""
+    worker = NotifyWorker(engine, ConsoleGateway(), worker_id="demo-seed")
+    handled = 0
+    for _ in range(100):  # each round takes up to max_tasks; a failed message is not fetched again
+        done = worker.run_once()
+        if not done:
+            break
+        handled += done
+    return handled
+
+
 SCENARIOS: list[tuple[str, Callable[[_Demo], None]]] = [
     ("complaint", _complaints),
     ("first_contact", _first_contact),
@@ -218,4 +237,8 @@ def seed_demo_instances(engine) -> int:
         engine.fire_due_timers()  # what the scheduler does at once: the overdue complaint's warning
     except EngineError as exc:
         log.warning("demo: firing due timers failed: %s", exc)
+    try:
+        log.info("demo: %d text messages recorded in the outbox (console gateway)", _send_demo_sms(engine))
+    except EngineError as exc:
+        log.warning("demo: sending the demo's text messages failed: %s", exc)
     return engine.count_instances() - before

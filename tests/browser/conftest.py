@@ -16,6 +16,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from engine.identity import IdentityService
+from engine.notify import ConsoleGateway, start_worker_thread
 from engine.service import WorkflowEngine
 from tests.web.conftest import deploy_web_fixtures, fast_password_hashing  # noqa: F401 (autouse)
 from web import create_app
@@ -57,9 +58,12 @@ class LiveServer:
 
     def __enter__(self) -> Self:
         self.thread.start()
+        # as `hospital-workflow serve` does: the SMS worker runs beside the web server
+        self.notifier = start_worker_thread(self.engine, ConsoleGateway())
         return self
 
     def __exit__(self, *exc) -> None:
+        self.notifier.stop()
         self.server.shutdown()
         self.thread.join(timeout=5)
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from engine.notify import ConsoleGateway, NotifyWorker, list_outbox
 from engine.service import TaskQuery
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
@@ -62,3 +63,18 @@ def advance_to(engine, clock, moment: datetime) -> int:
     assert delta.total_seconds() >= 0, f"cannot go back in time to {moment}"
     clock.advance(seconds=delta.total_seconds())
     return engine.fire_due_timers()
+
+
+def send_sms(engine) -> int:
+    """One round of the notification worker: the text messages waiting on topic `notify` go out
+    through the console gateway and are recorded in the outbox. Returns how many it handled.
+
+    The processes send their SMS on parallel branches, so staff tasks and timers never wait for
+    them; an instance that sent one is only completed once the message is out."""
+    return NotifyWorker(engine, ConsoleGateway(), worker_id="sms-worker", hotline="").run_once()
+
+
+def outbox(engine, template: str | None = None) -> list[dict]:
+    """The outbox as the admin page lists it (numbers masked), oldest first."""
+    rows, _total = list_outbox(engine, template=template, limit=500)
+    return rows[::-1]

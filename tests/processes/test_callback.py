@@ -1,6 +1,7 @@
-"""出院回访 (discharge_callback): the plan table sets when and who calls; the call's outcome is recorded;
-a dissatisfied patient gets a linked complaint, a clinical concern goes to the ward, an unreachable
-patient is retried a day apart and then marked lost to follow-up (失访)."""
+"""出院回访 (discharge_callback): the plan table sets when and who calls, and the patient is told by SMS
+when the call will come; the call's outcome is recorded; a dissatisfied patient gets a linked
+complaint, a clinical concern goes to the ward, an unreachable patient is retried a day apart and then
+marked lost to follow-up (失访)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from tests.processes.support import (
     complete,
     iso,
     open_elements,
+    outbox,
     path,
+    send_sms,
     shanghai,
     status,
     the_task,
@@ -27,6 +30,8 @@ FINE = {"reached": True, "recovery": "良好", "medicationOk": True, "followUpKn
 
 
 def discharge(engine, key="HF-0001", **changes):
+    """Discharge registered: the callback is planned and the SMS announcing it queued on a branch of
+    its own (the callback only ends once it is sent: `send_sms`)."""
     return engine.start("discharge_callback", business_key=key, user="nurse",
                         variables={**DISCHARGE, **changes})["id"]
 
@@ -49,6 +54,7 @@ def test_a_general_patient_is_called_a_week_after_discharge_by_the_service_cente
     assert (v["planDays"], v["callerGroup"], v["secondCall"]) == (7, "callback_team", False)
     assert v["callbackDue"] == iso(2026, 3, 9, 9, 0)
     assert open_elements(hospital, iid) == []  # waiting for the day
+    # the announcing SMS is not sent here: the callback day comes all the same
     assert advance_and_fire(hospital, clock, days=7, minutes=-1) == 0
     advance_and_fire(hospital, clock, minutes=1)
     call = the_task(hospital, iid, "Activity_call")
@@ -75,8 +81,19 @@ def test_a_callback_day_in_the_national_day_holiday_moves_to_the_next_working_da
     assert variables(hospital, iid)["callbackDue"] == iso(2026, 10, 8, 8, 0)
 
 
+def test_the_patient_is_told_by_sms_when_the_call_will_come(hospital):
+    iid = discharge(hospital)
+    assert send_sms(hospital) == 1
+    [sms] = outbox(hospital)
+    assert (sms["template"], sms["status"], sms["recipient_masked"]) == ("callback_notice", "sent", "135****7777")
+    assert sms["text"] == "周淑英您好，客服中心将于2026年3月9日前后致电回访您出院后的康复情况，请留意来电。"
+    assert "Event_callbackNoticeSent" in path(hospital, iid)
+    assert status(hospital, iid) == "active"  # waiting for the callback day
+
+
 def test_reached_and_fine_is_recorded_for_the_satisfaction_figures(hospital, clock):
     iid = discharge(hospital)
+    send_sms(hospital)
     call_day(hospital, clock, iid)
     complete(hospital, iid, "Activity_call", FINE, user="caller")
     assert status(hospital, iid) == "completed"
@@ -90,6 +107,7 @@ def test_reached_and_fine_is_recorded_for_the_satisfaction_figures(hospital, clo
 def test_a_dissatisfied_patient_gets_a_complaint_linked_to_the_callback(hospital, clock):
     # the start page passes its businessKey field both as the business key and as a variable
     iid = discharge(hospital, key="HF-0002", businessKey="HF-0002")
+    send_sms(hospital)
     call_day(hospital, clock, iid)
     complete(hospital, iid, "Activity_call", {**FINE, "satisfied": False, "satisfactionScore": 1,
                                               "complaintCategory": "服务态度",
@@ -129,6 +147,7 @@ def test_the_complaint_from_a_callback_starts_at_its_message_start_event(hospita
 
 def test_a_clinical_concern_goes_to_the_wards_nurse(hospital, clock):
     iid = discharge(hospital)
+    send_sms(hospital)
     call_day(hospital, clock, iid)
     complete(hospital, iid, "Activity_call", {**FINE, "clinicalConcern": True,
                                               "concernDescription": "下肢水肿加重"}, user="caller")
@@ -143,6 +162,7 @@ def test_a_clinical_concern_goes_to_the_wards_nurse(hospital, clock):
 
 def test_an_unreachable_patient_is_retried_a_day_apart_then_marked_lost(hospital, clock):
     iid = discharge(hospital)
+    send_sms(hospital)
     call_day(hospital, clock, iid)
     for attempt in (1, 2):
         complete(hospital, iid, "Activity_call", {"reached": False, "callNote": "无人接听"}, user="caller")
@@ -161,6 +181,7 @@ def test_an_unreachable_patient_is_retried_a_day_apart_then_marked_lost(hospital
 
 def test_reached_on_a_retry_ends_normally(hospital, clock):
     iid = discharge(hospital)
+    send_sms(hospital)
     call_day(hospital, clock, iid)
     complete(hospital, iid, "Activity_call", {"reached": False}, user="caller")
     advance_and_fire(hospital, clock, days=1)
@@ -175,6 +196,7 @@ def test_critical_patients_get_a_second_call(hospital, clock):
     v = variables(hospital, iid)
     assert (v["planDays"], v["secondCallDays"]) == (3, 30)
     assert v["callbackDue"] == iso(2026, 3, 5, 9, 0)
+    send_sms(hospital)
     call_day(hospital, clock, iid)
     assert the_task(hospital, iid, "Activity_call")["candidate_groups"] == ["ward_nurse"]
     complete(hospital, iid, "Activity_call", FINE, user="nurse")
@@ -182,6 +204,9 @@ def test_critical_patients_get_a_second_call(hospital, clock):
     v = variables(hospital, iid)
     assert v["callRound"] == 2 and v["callbackDue"] == iso(2026, 4, 1, 9, 0)  # 30 days after discharge
     assert v["satisfied"] is None  # the outcome of the first call does not carry over
+    assert send_sms(hospital) == 1  # every round is announced
+    first, second = (sms["text"] for sms in outbox(hospital, "callback_notice"))
+    assert "将于2026年3月5日前后致电回访" in first and "将于2026年4月1日前后致电回访" in second
     call_day(hospital, clock, iid)
     complete(hospital, iid, "Activity_call", {**FINE, "satisfactionScore": 4}, user="nurse")
     assert status(hospital, iid) == "completed"

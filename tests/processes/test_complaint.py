@@ -1,5 +1,7 @@
 """投诉处理 (complaint): receive → tier → route → investigate → resolve → follow up, with the national
-feedback deadlines, escalation of overdue steps and the "not handled but answered" branch."""
+feedback deadlines, escalation of overdue steps and the "not handled but answered" branch; the
+complainant gets a receipt SMS on acceptance and the director an SMS when an investigation is
+escalated to the director (parallel branches: an SMS never holds up staff or deadlines)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from datetime import datetime
 
 import pytest
 
+from engine.notify import GatewayError, NotifyWorker
 from engine.service import TaskQuery
 from tests.processes.support import (
     SHANGHAI,
@@ -16,7 +19,9 @@ from tests.processes.support import (
     complete,
     iso,
     open_elements,
+    outbox,
     path,
+    send_sms,
     shanghai,
     status,
     the_task,
@@ -43,6 +48,8 @@ def register(engine, key="TS-2026-0001", user="complaints", **changes):
 
 
 def accept(engine, iid):
+    """The complaint office accepts: the investigation starts and the receipt SMS to the complainant
+    is queued on a branch of its own (the case only closes once it is sent: `send_sms`)."""
     complete(engine, iid, "Activity_review", {"acceptDecision": "受理", "firstResponseNote": "已致电投诉人"},
              user="complaints")
 
@@ -152,6 +159,7 @@ def test_safety_or_dispute_raises_an_immediate_task_for_medical_affairs(hospital
 def test_accepted_complaint_is_investigated_resolved_followed_up_and_closed(hospital):
     iid = register(hospital)
     accept(hospital, iid)
+    send_sms(hospital)
     complete(hospital, iid, "Activity_investigate", INVESTIGATION, user="head")
     complete(hospital, iid, "Activity_resolve", RESOLUTION, user="complaints")
     follow_up(hospital, iid, satisfied=True)
@@ -159,7 +167,7 @@ def test_accepted_complaint_is_investigated_resolved_followed_up_and_closed(hosp
     taken = path(hospital, iid)
     for element in ("StartEvent_1", "Activity_initCase", "Activity_tier", "Activity_routing", "Activity_deadlines",
                     "Activity_feedbackDeadline", "Activity_computeDue", "Activity_review", "Activity_investigate",
-                    "Activity_resolve", "Activity_followUp", "Event_closed"):
+                    "Activity_resolve", "Activity_followUp", "Event_closed", "Event_receiptSmsSent"):
         assert element in taken
     assert "Activity_notHandled" not in taken and "Activity_medicalAffairs" not in taken
     v = variables(hospital, iid)
@@ -183,12 +191,14 @@ def test_not_handled_but_answered_tells_the_complainant_why_and_where_to_turn(ho
     assert status(hospital, iid) == "completed"
     taken = path(hospital, iid)
     assert "Event_notHandled" in taken and "Activity_investigate" not in taken
+    assert send_sms(hospital) == 0  # no receipt SMS: the complainant was told in person
     assert variables(hospital, iid)["notHandledReason"] == reason
 
 
 def test_unsatisfied_complainant_reopens_twice_then_the_director_reviews(hospital, clock):
     iid = register(hospital)
     accept(hospital, iid)
+    send_sms(hospital)
     for round_ in (1, 2):
         complete(hospital, iid, "Activity_investigate", INVESTIGATION, user="head")
         complete(hospital, iid, "Activity_resolve", RESOLUTION, user="complaints")
@@ -210,6 +220,7 @@ def test_unsatisfied_complainant_reopens_twice_then_the_director_reviews(hospita
                                                         "furtherRoute": "人民调解"}, user="director")
     assert status(hospital, iid) == "completed"
     assert "Event_directorClosed" in path(hospital, iid)
+    assert len(outbox(hospital, "complaint_receipt")) == 1  # a reopened case is not acknowledged again
 
 
 def test_the_reopen_limit_is_a_variable(hospital):
@@ -273,6 +284,75 @@ def test_feedback_deadline_reached_before_feedback_warns_the_director(hospital, 
     assert "Activity_resolve" in open_elements(hospital, iid)
 
 
+# -- text messages (notify) ------------------------------------------------------------------------
+
+def test_the_complainant_gets_a_receipt_sms_with_the_case_number_and_the_feedback_date(hospital):
+    iid = register(hospital, "TS-20260302-0007")
+    assert send_sms(hospital) == 0  # nothing before the complaint is accepted
+    accept(hospital, iid)
+    assert open_elements(hospital, iid) == ["Activity_investigate"]  # the investigation does not wait
+    assert send_sms(hospital) == 1
+    [sms] = outbox(hospital)
+    assert (sms["template"], sms["status"], sms["business_key"]) == ("complaint_receipt", "sent", "TS-20260302-0007")
+    assert sms["recipient_masked"] == "138****5678"  # what the pages show; the number itself is not listed
+    assert "13812345678" not in repr(sms)
+    assert sms["text"] == "您的投诉已受理，编号TS-20260302-0007。我们将在2026年3月9日前向您反馈处理结果。"
+    assert "Event_receiptSmsSent" in path(hospital, iid)
+
+
+def test_the_director_gets_an_sms_when_an_investigation_is_escalated(hospital, clock):
+    iid = register(hospital)  # 二级: resolution due Tuesday 17:30, escalation one working day later
+    accept(hospital, iid)
+    send_sms(hospital)  # the receipt
+    advance_to(hospital, clock, shanghai(2026, 3, 3, 17, 31))
+    assert "Activity_escalateHead" in open_elements(hospital, iid)
+    assert send_sms(hospital) == 0  # the department head is reminded by the task list only
+    advance_to(hospital, clock, shanghai(2026, 3, 4, 17, 31))
+    assert "Activity_escalateDirector" in open_elements(hospital, iid)
+    assert send_sms(hospital) == 1
+    texts = outbox(hospital, "overdue_escalation")
+    # every member of the director group with a mobile number on file
+    assert sorted(sms["recipient_masked"] for sms in texts) == ["139****0001", "139****0002"]
+    assert {sms["text"] for sms in texts} == {
+        "督办提醒：TS-2026-0001“投诉调查”已超过处理时限（3月3日 17:30），请尽快处理。"}
+    complete(hospital, iid, "Activity_escalateDirector", {"supervisionNote": "今日内完成调查"}, user="director")
+    assert "Activity_investigate" in open_elements(hospital, iid)
+
+
+class GatewayDown:
+    name = "down"
+
+    def send(self, phone, text, *, reference, template=None):
+        raise GatewayError("the SMS provider answered HTTP 503")
+
+
+def test_an_sms_gateway_outage_holds_up_neither_the_staff_nor_the_case(hospital, clock):
+    iid = register(hospital)
+    accept(hospital, iid)
+    assert NotifyWorker(hospital, GatewayDown(), worker_id="sms", hotline="").run_once() == 1
+    [failed] = outbox(hospital)
+    assert failed["status"] == "failed" and "503" in failed["result"]
+    complete(hospital, iid, "Activity_investigate", INVESTIGATION, user="head")
+    complete(hospital, iid, "Activity_resolve", RESOLUTION, user="complaints")
+    follow_up(hospital, iid, satisfied=True)
+    assert "Event_closed" in path(hospital, iid)
+    assert status(hospital, iid) == "active"  # only the receipt is still to go
+    clock.advance(minutes=1)  # the worker retries after its back-off; the provider is back
+    assert send_sms(hospital) == 1
+    assert [sms["status"] for sms in outbox(hospital)] == ["failed", "sent"]
+    assert status(hospital, iid) == "completed"
+
+
+def test_a_number_that_cannot_take_a_text_is_an_incident_and_the_complaint_goes_on(hospital):
+    iid = register(hospital, complainantPhone="0571-87654321")  # a landline
+    accept(hospital, iid)
+    send_sms(hospital)
+    [incident] = hospital.external_tasks.query_incidents()[0]
+    assert incident["instance_id"] == iid and "not a mobile number" in incident["message"]
+    assert outbox(hospital) == []
+    assert open_elements(hospital, iid) == ["Activity_investigate"]
+
+
 # -- referrals: the message start events ------------------------------------------------------------
 
 REFERRAL_START_BUG = (
@@ -313,6 +393,7 @@ PARALLEL_SCOPE_BUG = (
 def test_closing_results_survive_a_medical_affairs_task_completed_later(hospital):
     iid = register(hospital, safetyRisk=True)
     accept(hospital, iid)
+    send_sms(hospital)
     complete(hospital, iid, "Activity_investigate", INVESTIGATION, user="head")
     complete(hospital, iid, "Activity_resolve", RESOLUTION, user="complaints")
     follow_up(hospital, iid, satisfied=True)

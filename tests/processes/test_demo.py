@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.demo import seed_demo_instances
 from engine.identity import IdentityService
+from engine.notify import list_outbox
 from engine.service import TaskQuery
 from tests.processes.support import WORKFLOWS
 
@@ -27,6 +28,12 @@ def test_a_new_installation_shows_a_real_task_list_at_once(engine):
     assert waiting, "one callback waits for its day"
     children = [i for i in engine.list_instances(process_key="complaint") if i["parent_instance_id"]]
     assert children, "a complaint raised from a callback"
+    # the demo's text messages are handled at once through the console gateway: recorded in the
+    # outbox, never left queued for a real SMS provider
+    assert engine.external_tasks.count() == 0 and engine.external_tasks.count_open_incidents() == 0
+    texts, total = list_outbox(engine)
+    assert total >= 5 and {(t["status"], t["gateway"]) for t in texts} == {("sent", "console")}
+    assert {t["template"] for t in texts} == {"complaint_receipt", "escort_assigned", "callback_notice"}
     assert seed_demo_instances(engine) == 0  # only ever on a new database
 
 

@@ -1,18 +1,21 @@
-"""陪检与病人运送 (escort_request): dispatch proposal by table, the dispatcher assigns an escort, pickup
-on time or escalation, incidents reported at once to dispatcher and ward, cancellation by the ward,
-billing recorded."""
+"""陪检与病人运送 (escort_request): dispatch proposal by table, the dispatcher assigns an escort who is
+told by SMS, pickup on time or escalation, incidents reported at once to dispatcher and ward,
+cancellation by the ward, billing recorded."""
 
 from __future__ import annotations
 
 import pytest
 
 from engine.errors import NotFound
+from engine.identity import IdentityService
 from tests.processes.support import (
     advance_and_fire,
     complete,
     iso,
     open_elements,
+    outbox,
     path,
+    send_sms,
     shanghai,
     status,
     the_task,
@@ -29,6 +32,8 @@ def request(engine, key="PJ-0001", **changes):
 
 
 def assign(engine, iid, escort="escort"):
+    """The dispatcher assigns an escort; the assignment SMS to the escort is queued on a branch of its
+    own (the instance only ends once it is sent: `send_sms`)."""
     complete(engine, iid, "Activity_assign", {"escortUser": escort, "escortName": "孙伟"}, user="dispatcher")
 
 
@@ -76,6 +81,7 @@ def test_a_booked_time_gives_until_15_minutes_before_it(hospital):
 def test_the_dispatcher_assigns_an_escort_who_picks_up_delivers_and_returns_the_patient(hospital):
     iid = request(hospital)
     assign(hospital, iid, escort="escort")
+    send_sms(hospital)
     pickup = the_task(hospital, iid, "Activity_pickup")
     assert pickup["assignee"] == "escort"
     pick_up(hospital, iid)
@@ -96,6 +102,7 @@ def test_the_dispatcher_assigns_an_escort_who_picks_up_delivers_and_returns_the_
 def test_what_is_billable_is_recorded(hospital, mobility, billable, item):
     iid = request(hospital, mobility=mobility)
     assign(hospital, iid)
+    send_sms(hospital)
     pick_up(hospital, iid)
     transport(hospital, iid)
     assert status(hospital, iid) == "completed"
@@ -117,6 +124,7 @@ def test_an_undelivered_transport_is_not_billed(hospital):
 def test_an_incident_is_reported_at_once_to_the_dispatcher_and_the_ward(hospital):
     iid = request(hospital)
     assign(hospital, iid)
+    send_sms(hospital)
     pick_up(hospital, iid)
     transport(hospital, iid, incident=True, incidentType="管路脱落", incidentDescription="输液管在电梯口脱出",
               needReturn=True)
@@ -142,6 +150,7 @@ def test_the_ward_cancels_by_message_correlated_by_business_key(hospital, stage)
     other = request(hospital, "PJ-OTHER")
     if stage == "before pickup":
         assign(hospital, iid)
+        send_sms(hospital)  # the escort has been told already
     hospital.correlate_message("escort_cancelled", business_key="PJ-CANCEL",
                                variables={"cancelReason": "患者检查改期"})
     assert status(hospital, iid) == "completed"
@@ -151,6 +160,38 @@ def test_the_ward_cancels_by_message_correlated_by_business_key(hospital, stage)
     assert v["cancelled"] is True and v["cancelReason"] == "患者检查改期"
     assert (v["billable"], v["billingItem"]) == (False, "申请已取消，不计费")
     assert open_elements(hospital, other) == ["Activity_assign"]  # the other request is untouched
+
+
+def test_the_escort_gets_the_job_by_sms_and_the_pickup_does_not_wait_for_it(hospital):
+    iid = request(hospital)
+    assign(hospital, iid, escort="escort")
+    assert open_elements(hospital, iid) == ["Activity_pickup"]  # already the escort's task, SMS or not
+    assert send_sms(hospital) == 1
+    [sms] = outbox(hospital)
+    assert (sms["template"], sms["status"], sms["business_key"]) == ("escort_assigned", "sent", "PJ-0001")
+    assert sms["recipient_masked"] == "139****0003"  # the escort's mobile number on file, masked
+    assert sms["text"] == "陪检任务：心内科一病区12床 孙桂芳，请于3月2日 10:00前接到患者，送至影像科。"
+    assert send_sms(hospital) == 0  # once
+    assert "Event_escortSmsSent" in path(hospital, iid)
+
+
+def test_an_escort_without_a_mobile_number_on_file_is_an_incident_not_a_stop(hospital):
+    iid = request(hospital)
+    assign(hospital, iid, escort="temp01")  # a stand-in who is not in the staff directory
+    send_sms(hospital)
+    [incident] = hospital.external_tasks.query_incidents()[0]
+    assert incident["instance_id"] == iid and "temp01" in incident["message"]  # for the administrator
+    assert outbox(hospital) == []
+    pick_up(hospital, iid)
+    transport(hospital, iid)
+    assert "Event_completed" in path(hospital, iid)  # the transport itself is done and billed
+    assert variables(hospital, iid)["billable"] is True
+    assert status(hospital, iid) == "active"  # until the SMS incident is resolved:
+    IdentityService(hospital).create_user("temp01", "临时陪检员 马强", "secret", ["escort"], phone="13922220004")
+    hospital.external_tasks.retry_incident(incident["id"], user="admin")  # the number is on file now
+    assert send_sms(hospital) == 1
+    assert [sms["recipient_masked"] for sms in outbox(hospital)] == ["139****0004"]
+    assert status(hospital, iid) == "completed"
 
 
 def test_once_the_patient_is_on_the_way_the_request_cannot_be_cancelled(hospital):
@@ -165,6 +206,7 @@ def test_once_the_patient_is_on_the_way_the_request_cannot_be_cancelled(hospital
 def test_a_pickup_not_done_in_time_escalates_to_the_dispatcher(hospital, clock):
     iid = request(hospital, urgency="加急", mobility="轮椅")  # 20 minutes
     assign(hospital, iid)
+    send_sms(hospital)
     assert advance_and_fire(hospital, clock, minutes=19) == 0
     advance_and_fire(hospital, clock, minutes=2)
     overdue = the_task(hospital, iid, "Activity_pickupOverdue")
