@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from engine.errors import EngineError, TimerFiringError
 from engine.models import Timer
+from engine.service import TIMER_BUSY
 
 log = logging.getLogger(__name__)
 JOB_ID = "fire-timers"
@@ -90,9 +91,13 @@ class TimerScheduler:
         while not self._stopping.is_set():
             claimed_at = self.engine.clock.now()
             try:
-                if self.engine.fire_next_due() is None:
+                result = self.engine.fire_next_due()
+                if result is None:
                     self._claimed_at = claimed_at
                     break
+                if result == TIMER_BUSY:  # its instance is in another command for a moment
+                    self._stopping.wait(0.01)
+                    continue
                 fired += 1
             except TimerFiringError as exc:  # a broken instance must not stop the others
                 log.error("%s", exc.message)

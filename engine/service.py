@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -324,6 +325,13 @@ class Loaded:
     definition: DefinitionInfo
     workflow: BpmnWorkflow
     before: Snapshot
+
+
+TIMER_BUSY = "busy"
+
+
+class _InstanceBusy(Exception):
+    """The instance of a due timer is held by another command at this moment."""
 
 
 class WorkflowCache:
@@ -1218,29 +1226,40 @@ class WorkflowEngine:
 
     # ------------------------------------------------------------------------ timers ----------
     def fire_next_due(self) -> str | None:
-        """Claim the earliest due timer and fire it, in one transaction. Returns the timer's id, or
+        """Claim the earliest due timer and fire it, in one transaction. Returns the timer's id,
+        TIMER_BUSY when its instance is held by another command right now (try again shortly), or
         None when nothing is due. On PostgreSQL the claim is `FOR UPDATE SKIP LOCKED`, so several
         schedulers share the work and each timer fires once; timers fire in due order, so a catch-up
         after downtime replays an instance's timers in the order they fell due."""
-        with self._command() as s:
-            if not self.db.is_sqlite:
-                # A firing lost in a server crash is simply redone: its timer row is still pending and
-                # everything the firing changed was in the same transaction, so it is never doubled.
-                s.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            now = self.clock.now()
-            q = (select(Timer).where(Timer.status == "pending", Timer.due_at <= now)
-                 .order_by(Timer.due_at, Timer.id).limit(1))
-            if not self.db.is_sqlite:
-                q = q.with_for_update(skip_locked=True)
-            timer = s.execute(q).scalar_one_or_none()
-            if timer is None:
-                return None
-            try:
-                self._fire(s, timer, now)
-            except Exception as exc:
-                raise TimerFiringError(f"timer at element '{timer.element_id}' could not fire: {exc}",
-                                       timer_id=timer.id, instance_id=timer.instance_id) from exc
-            return timer.id
+        try:
+            with self._command() as s:
+                if not self.db.is_sqlite:
+                    # A firing lost in a server crash is simply redone: its timer row is still pending
+                    # and everything the firing changed was in the same transaction: never doubled.
+                    s.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                now = self.clock.now()
+                q = (select(Timer).where(Timer.status == "pending", Timer.due_at <= now)
+                     .order_by(Timer.due_at, Timer.id).limit(1))
+                if not self.db.is_sqlite:
+                    q = q.with_for_update(skip_locked=True)
+                timer = s.execute(q).scalar_one_or_none()
+                if timer is None:
+                    return None
+                if timer.instance_id is not None and not self.db.is_sqlite:
+                    # Commands lock the instance, then change its timer rows; a firing holding the timer
+                    # row must not wait for the instance (the two would deadlock): step aside instead.
+                    held = s.execute(select(ProcessInstance.id).where(ProcessInstance.id == timer.instance_id)
+                                     .with_for_update(skip_locked=True)).first()
+                    if held is None:
+                        raise _InstanceBusy()
+                try:
+                    self._fire(s, timer, now)
+                except Exception as exc:
+                    raise TimerFiringError(f"timer at element '{timer.element_id}' could not fire: {exc}",
+                                           timer_id=timer.id, instance_id=timer.instance_id) from exc
+                return timer.id
+        except _InstanceBusy:
+            return TIMER_BUSY
 
     def _fire(self, s: Session, timer: Timer, now: datetime) -> None:
         if timer.instance_id is None:
@@ -1271,8 +1290,17 @@ class WorkflowEngine:
 
     def fire_due_timers(self, limit: int = 100_000) -> int:
         """Fire every timer that is due now, in due order (the scheduler's loop, also a CLI command)."""
-        fired = 0
-        while fired < limit and self.fire_next_due() is not None:
+        fired = busy = 0
+        while fired < limit:
+            result = self.fire_next_due()
+            if result is None:
+                break
+            if result == TIMER_BUSY:
+                busy += 1
+                if busy > 200:  # another command keeps the instance: its timer fires on a later run
+                    break
+                time.sleep(0.01)
+                continue
             fired += 1
         return fired
 
