@@ -49,14 +49,13 @@ from engine.clock import Clock
 from engine.config import Settings
 from engine.db import Database
 from engine.deployment import Deployer, DeploymentResult, workflow_files
-from engine.dialect import dmn
+from engine.dialect import dmn, juel
 from engine.dialect.scripting import DialectScriptEngine, Runtime
 from engine.dialect.specs import ExternalServiceTask, timer_due
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, ProcessError, TimerFiringError
 from engine.forms import TaskForm
 from engine.models import (
     DecisionDefinition,
-    Group,
     HistoryEvent,
     InstanceVariable,
     MessageSubscription,
@@ -218,7 +217,7 @@ class Snapshot:
         return [t for tid, t in self.done.items() if tid not in before.done]
 
 
-EMPTY = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
 
 
 SCOPE_KEY = "data_objects"  # SpiffWorkflow's own entry in workflow.data, not a process variable
@@ -234,6 +233,21 @@ def _in_process_scope(workflow: BpmnWorkflow, task) -> bool:
             return False
         wf = owner.workflow
     return True
+
+
+def offered_condition(user: str | None, groups: Iterable[str] | None):
+    """Candidate rows that offer a task to the user or to one of the groups."""
+    cond = []
+    if user:
+        cond.append(and_(TaskCandidate.kind == "user", TaskCandidate.ident == user))
+    groups = list(groups or [])
+    if groups:
+        cond.append(and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(groups)))
+    return or_(*cond) if cond else false()
+
+
+def offered_task_ids(user: str | None, groups: Iterable[str] | None):
+    return select(TaskCandidate.task_id).where(offered_condition(user, groups))
 
 
 _GATEWAYS = (ExclusiveGatewayMixin, ParallelGatewayMixin, InclusiveGatewayMixin, EventBasedGatewayMixin)
@@ -282,6 +296,8 @@ def unify_scope(workflow: BpmnWorkflow, before: Snapshot) -> None:
 
 
 def snapshot(workflow: BpmnWorkflow) -> Snapshot:
+    scope = {k: v for k, v in workflow.data.items() if k != SCOPE_KEY}
+    has_scope = bool(scope) or workflow.completed  # kept by unify_scope since the first save
     variables: dict = {}
     done, human, external, timers, messages = {}, {}, {}, {}, {}
     for t in workflow.get_tasks():
@@ -289,14 +305,15 @@ def snapshot(workflow: BpmnWorkflow) -> Snapshot:
         if state == TaskState.COMPLETED:
             done[t.id] = t
             continue
-        if not state & EMPTY:
+        if not state & ACTIVE:
             continue
-        local = t.internal_data.get("local_variables")  # an activity's own (camunda:inputOutput, multi-instance)
-        if local:  # not process variables; those they hide are
-            variables.update({k: v for k, v in t.data.items() if k not in local})
-            variables.update(t.internal_data.get("shadowed_variables") or {})
-        else:
-            variables.update(t.data)
+        if not has_scope:
+            local = t.internal_data.get("local_variables")  # an activity's own (inputOutput, multi-instance)
+            if local:  # not process variables; those they hide are
+                variables.update({k: v for k, v in t.data.items() if k not in local})
+                variables.update(t.internal_data.get("shadowed_variables") or {})
+            else:
+                variables.update(t.data)
         spec = t.task_spec
         if state == TaskState.READY and isinstance(spec, ExternalServiceTask):
             external[str(t.id)] = t
@@ -310,9 +327,8 @@ def snapshot(workflow: BpmnWorkflow) -> Snapshot:
                         timers[str(t.id)] = (spec.bpmn_id, due)
                 elif isinstance(ed, MessageEventDefinition):
                     messages[(str(t.id), ed.name)] = spec.bpmn_id
-    scope = {k: v for k, v in workflow.data.items() if k != SCOPE_KEY}
-    if scope or workflow.completed:
-        variables = copy.deepcopy(scope)  # the process scope kept by unify_scope
+    if has_scope:
+        variables = copy.deepcopy(scope)
     elif not variables and workflow.last_task is not None:
         variables = dict(workflow.last_task.data)
     summary = {k: _json_safe(variables[k]) for k in SEARCH_VARIABLES if variables.get(k) not in (None, "")}
@@ -341,19 +357,23 @@ class WorkflowCache:
 
     def __init__(self, size: int = 512):
         self.size = size
-        self._items: OrderedDict[str, tuple[int, BpmnWorkflow]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[int, BpmnWorkflow, Snapshot]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, instance_id: str, version: int) -> BpmnWorkflow | None:
+    def __contains__(self, instance_id: str) -> bool:
+        return instance_id in self._items
+
+    def take(self, instance_id: str, version: int) -> tuple[BpmnWorkflow, Snapshot] | None:
+        """The workflow and its snapshot as saved, if the cached entry is of this version."""
         with self._lock:
             item = self._items.pop(instance_id, None)
         if item is not None and item[0] == version:
-            return item[1]
+            return item[1], item[2]
         return None
 
-    def put(self, instance_id: str, version: int, workflow: BpmnWorkflow) -> None:
+    def put(self, instance_id: str, version: int, workflow: BpmnWorkflow, seen: Snapshot) -> None:
         with self._lock:
-            self._items[instance_id] = (version, workflow)
+            self._items[instance_id] = (version, workflow, seen)
             self._items.move_to_end(instance_id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
@@ -394,8 +414,8 @@ class WorkflowEngine:
         """One engine command: one transaction; live workflows are cached only after the commit."""
         with self.db.transaction() as s:
             yield s
-        for instance_id, version, workflow in s.info.get("workflows", []):
-            self._workflows.put(instance_id, version, workflow)
+        for instance_id, version, workflow, seen in s.info.get("workflows", []):
+            self._workflows.put(instance_id, version, workflow, seen)
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock | None = None) -> WorkflowEngine:
@@ -476,9 +496,7 @@ class WorkflowEngine:
                 expression = st["expression"]
                 try:
                     value = expression
-                    if "${" in expression or "#{" in expression:
-                        from engine.dialect import juel
-
+                    if juel.is_expression(expression):
                         value = juel.compile_template(expression).evaluate(
                             {}, functions=self.functions(), now=self.clock.now(), tz=self.settings.tz)
                     schedule = timer_lang.parse_timer(st["kind"], value, self.settings.tz)
@@ -486,20 +504,11 @@ class WorkflowEngine:
                     raise EngineError(f"{row.resource_name}, element '{st['element']}': timer start event "
                                       f"'{expression}' cannot be scheduled: {exc}") from exc
                 due = schedule.first_due(self.clock.now())
-                if due is None:
-                    continue
                 s.add(Timer(id=str(uuid.uuid4()), instance_id=None, definition_id=row.id, task_id=None,
                             element_id=st["element"], due_at=due, status="pending", fired_count=0,
                             schedule=schedule.to_dict()))
 
     # ------------------------------------------------------------------------- definitions ----
-    def latest_definition(self, s: Session, key: str) -> ProcessDefinition:
-        row = s.execute(select(ProcessDefinition).where(ProcessDefinition.key == key)
-                        .order_by(ProcessDefinition.version.desc()).limit(1)).scalar_one_or_none()
-        if row is None:
-            raise NotFound(f"no process with key '{key}' is deployed", process_key=key)
-        return row
-
     def _latest_definition_id(self, s: Session, key: str) -> str:
         found = s.execute(select(ProcessDefinition.id).where(ProcessDefinition.key == key)
                           .order_by(ProcessDefinition.version.desc()).limit(1)).scalar_one_or_none()
@@ -636,26 +645,34 @@ class WorkflowEngine:
 
     def _load(self, s: Session, instance_id: str, *, for_update: bool = True) -> Loaded:
         table = ProcessInstance.__table__
-        q = select(table.c.id, table.c.definition_id, table.c.process_key, table.c.business_key,
+        columns = [table.c.id, table.c.definition_id, table.c.process_key, table.c.business_key,
                    table.c.status, table.c.version, table.c.started_at, table.c.ended_at, table.c.started_by,
-                   table.c.parent_instance_id, table.c.summary).where(table.c.id == instance_id)
+                   table.c.parent_instance_id, table.c.summary]
+        with_state = instance_id not in self._workflows  # a cached workflow needs no state read
+        q = select(*columns, table.c.state) if with_state else select(*columns)
+        q = q.where(table.c.id == instance_id)
         if for_update and not self.db.is_sqlite:
             q = q.with_for_update()
         found = s.execute(q).first()
         if found is None:
             raise NotFound(f"process instance '{instance_id}' does not exist", instance_id=instance_id)
-        row = InstanceRecord(*found)
+        row = InstanceRecord(*found[:len(columns)])
+        state = found[len(columns)] if with_state else None
         if row.status != "active":
             raise Conflict(f"process instance '{instance_id}' is {row.status}", instance_id=instance_id,
                            status=row.status)
         definition = self._definition_info(s, row.definition_id)
-        workflow = self._workflows.take(row.id, row.version)
-        if workflow is None:
-            state = s.execute(select(table.c.state).where(table.c.id == instance_id)).scalar_one()
+        cached = self._workflows.take(row.id, row.version)
+        if cached is not None:
+            workflow, before = cached
+        else:
+            if state is None:  # the cached entry was of another version
+                state = s.execute(select(table.c.state).where(table.c.id == instance_id)).scalar_one()
             spec, subprocess_specs = self._specs(s, definition)
             workflow = self.serializer.load_state(state, spec, subprocess_specs)
+            before = snapshot(workflow)
         workflow.script_engine = DialectScriptEngine(self._runtime(s, row, definition))
-        return Loaded(row, definition, workflow, snapshot(workflow))
+        return Loaded(row, definition, workflow, before)
 
     def _run_engine(self, workflow: BpmnWorkflow, definition, cmd: Command | None = None) -> None:
         try:
@@ -682,10 +699,6 @@ class WorkflowEngine:
             detail += " " + " ".join(str(n) for n in notes)
         return ProcessError(f"{definition.resource_name}, element '{element or '?'}': {detail}",
                             element=element, process_key=definition.key)
-
-    @staticmethod
-    def _variables(workflow: BpmnWorkflow) -> dict:
-        return snapshot(workflow).variables
 
     def _save(self, s: Session, loaded: Loaded, cmd: Command, *, is_new: bool = False) -> None:
         """Write the command's outcome: state, task table, timers, subscriptions, variables, history."""
@@ -714,7 +727,7 @@ class WorkflowEngine:
         else:
             state = self.serializer.dump_state(workflow)
 
-        summary = {k: _json_safe(after_vars[k]) for k in SEARCH_VARIABLES if after_vars.get(k) not in (None, "")}
+        summary = after.summary
         row.summary = summary
         search = " ".join([row.business_key or ""] + [str(v) for v in summary.values()]).strip() or None
 
@@ -727,7 +740,7 @@ class WorkflowEngine:
                 parent_instance_id=row.parent_instance_id, search_text=search, summary=summary))
         else:
             values = {"state": state, "status": row.status, "ended_at": row.ended_at, "version": row.version + 1}
-            if summary != before.summary or is_new:
+            if summary != before.summary:
                 values.update(summary=summary, search_text=search)
             result = s.execute(table.update().where(table.c.id == row.id, table.c.version == row.version)
                                .values(**values))
@@ -755,7 +768,7 @@ class WorkflowEngine:
         if history:
             s.execute(HistoryEvent.__table__.insert(), history)
         if not workflow.completed:
-            s.info.setdefault("workflows", []).append((row.id, row.version, workflow))
+            s.info.setdefault("workflows", []).append((row.id, row.version, workflow, after))
 
     def _route_thrown_messages(self, s: Session, row: ProcessInstance, workflow: BpmnWorkflow,
                                cmd: Command) -> None:
@@ -783,9 +796,9 @@ class WorkflowEngine:
                     "message": ed.name, "delivered_to": [sub.instance_id for sub in subs]}})
                 continue
             starts = self._message_start_definitions(s, ed.name)
+            business_key = variables.pop("businessKey", None)
             started = []
             for definition, element in starts:
-                business_key = variables.pop("businessKey", None)
                 child = self._start(s, None, definition.id, business_key, variables, cmd.user, row.id,
                                     start_event=element)
                 started.append(child["id"])
@@ -1062,23 +1075,19 @@ class WorkflowEngine:
 
     def task_form(self, task_id: str) -> TaskForm:
         with self.db.reader() as s:
-            task = self._load_task(s, task_id)
-            definition = s.get(ProcessDefinition, task.definition_id)
-            spec, _ = self.serializer.load_spec(definition.id, definition.spec)
+            task = self._task_record(s, task_id)
+            spec, _ = self._specs(s, self._definition_info(s, task.definition_id))
             ts = spec.task_specs.get(task.element_id)
-            return TaskForm.from_extensions(getattr(ts, "extensions", None))
+            return TaskForm.for_spec(ts) if ts is not None else TaskForm([])
 
     def start_form(self, process_key: str | None = None, *, definition_id: str | None = None) -> TaskForm:
         """The form of the none start event (camunda:formData), for start pages and the REST API."""
         with self.db.reader() as s:
-            definition = s.get(ProcessDefinition, definition_id) if definition_id else \
-                self.latest_definition(s, process_key)
-            if definition is None:
-                raise NotFound(f"process definition '{definition_id}' does not exist")
-            spec, _ = self.serializer.load_spec(definition.id, definition.spec)
+            definition = self._definition_info(s, definition_id or self._latest_definition_id(s, process_key))
+            spec, _ = self._specs(s, definition)
             for ts in spec.task_specs.values():
                 if isinstance(ts, StartEventMixin) and type(ts.event_definition).__name__ == "NoneEventDefinition":
-                    return TaskForm.from_extensions(ts.extensions)
+                    return TaskForm.for_spec(ts)
             return TaskForm([])
 
     def complete(self, task_id: str, variables: Mapping[str, Any] | None = None, *, user: str | None = None,
@@ -1356,9 +1365,7 @@ class WorkflowEngine:
             q = q.where(Task.id.in_(select(TaskCandidate.task_id).where(
                 TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.candidate_groups))))
         if f.visible_to_user is not None:
-            offered = select(TaskCandidate.task_id).where(or_(
-                and_(TaskCandidate.kind == "user", TaskCandidate.ident == f.visible_to_user),
-                and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(f.visible_to_groups or []))))
+            offered = offered_task_ids(f.visible_to_user, f.visible_to_groups)
             if f.unassigned:  # offered and not claimed: only the candidate rows can match
                 q = q.where(Task.id.in_(offered))
             else:
@@ -1401,15 +1408,9 @@ class WorkflowEngine:
     @staticmethod
     def _queue_candidates(f: TaskQuery):
         """The candidate rows of a "my groups" query (offered to the user or their groups)."""
-        c = TaskCandidate
-        cond = []
-        user = f.visible_to_user or f.candidate_user
-        if user:
-            cond.append(and_(c.kind == "user", c.ident == user))
-        groups = f.visible_to_groups if f.visible_to_user is not None else f.candidate_groups
-        if groups:
-            cond.append(and_(c.kind == "group", c.ident.in_(groups)))
-        return or_(*cond) if cond else false()
+        if f.visible_to_user is not None:
+            return offered_condition(f.visible_to_user, f.visible_to_groups)
+        return offered_condition(f.candidate_user, f.candidate_groups)
 
     @staticmethod
     def _is_queue_query(f: TaskQuery) -> bool:
@@ -1533,6 +1534,7 @@ class WorkflowEngine:
             return info
 
     def history(self, instance_id: str | None = None, limit: int = 200) -> list[dict]:
+        """The newest history events (of one instance, or of the whole service: deployments too)."""
         with self.db.reader() as s:
             q = select(HistoryEvent).order_by(HistoryEvent.id.desc()).limit(limit)
             if instance_id:
@@ -1600,22 +1602,9 @@ class WorkflowEngine:
             user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
             return [g.id for g in user.groups] if user else []
 
-    def groups(self) -> list[Group]:
-        with self.db.reader() as s:
-            return list(s.execute(select(Group).order_by(Group.id)).scalars())
-
     # --- read models for the REST API and process pages ---
     # Queries that /engine-rest, /api/v1 and the process pages need beyond the methods above, and
     # delete_deployment (Camunda's DELETE /deployment/{id}). Tested in tests/rest/test_read_models.py.
-
-    @staticmethod
-    def _offered_to(user: str, groups: Iterable[str]):
-        """Ids of the tasks offered to the user or one of the groups."""
-        groups = list(groups)
-        offered = and_(TaskCandidate.kind == "user", TaskCandidate.ident == user)
-        if groups:  # no placeholder value: PostgreSQL takes no NUL in text
-            offered = or_(offered, and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(groups)))
-        return select(TaskCandidate.task_id).where(offered)
 
     @staticmethod
     def _order_by(columns: Mapping[str, Any], order: Iterable[tuple[str, bool]], what: str) -> list:
@@ -1708,9 +1697,9 @@ class WorkflowEngine:
         def where(q):
             q = self._task_filter(q, f)
             if visible_to is not None:
-                q = q.where(or_(Task.assignee == visible_to[0], Task.id.in_(self._offered_to(*visible_to))))
+                q = q.where(or_(Task.assignee == visible_to[0], Task.id.in_(offered_task_ids(*visible_to))))
             if offered_to is not None:
-                q = q.where(Task.id.in_(self._offered_to(*offered_to)))
+                q = q.where(Task.id.in_(offered_task_ids(*offered_to)))
             if definition_id is not None:
                 q = q.where(Task.definition_id == definition_id)
             if name is not None:
@@ -1760,7 +1749,7 @@ class WorkflowEngine:
             if visible_to is not None:
                 user = visible_to[0]
                 involved = select(Task.instance_id).where(or_(
-                    Task.assignee == user, Task.completed_by == user, Task.id.in_(self._offered_to(*visible_to))))
+                    Task.assignee == user, Task.completed_by == user, Task.id.in_(offered_task_ids(*visible_to))))
                 q = q.where(or_(ProcessInstance.started_by == user, ProcessInstance.id.in_(involved)))
             return q
 
