@@ -77,6 +77,12 @@ def can_act_on_task(task: dict, who: Staff | None = None) -> bool:
     return task.get("status") == "open" and can_see_task(task, who)
 
 
+def can_unclaim(task: dict, who: Staff | None = None) -> bool:
+    """Give a claimed task back to its groups: its assignee, or someone who sees everything."""
+    who = who or staff()
+    return not task.get("assignee") or task["assignee"] == who.username or who.sees_all
+
+
 def visible_task(task_id: str) -> dict:
     """The task, or 404 when it does not exist or the user may not see it."""
     try:

@@ -639,7 +639,7 @@ def unclaim_task(task_id: str) -> dict:
     """Give a task back to its groups (the assignee, administrators and the director)."""
     task = _visible_task(task_id)
     user = _user()
-    if task["assignee"] not in (None, user.username) and not user.sees_all:
+    if not access.can_unclaim(task, user.staff):
         raise Forbidden(f"task '{task['name']}' is assigned to {task['assignee']}")
     return _engine().unclaim(task_id, user.username)
 

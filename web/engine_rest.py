@@ -25,6 +25,7 @@ from engine.deployment import content_hash, file_kind
 from engine.dialect import dmn
 from engine.errors import Conflict, DeploymentError, EngineError, Forbidden, InvalidInput, NotFound
 from engine.service import TaskQuery, WorkflowEngine
+from web.access import can_unclaim
 from web.camunda_types import (
     FORM_FIELD_TYPES,
     dmn_type,
@@ -810,8 +811,12 @@ def claim_task(task_id: str) -> Response:
 
 @bp.post("/task/<task_id>/unclaim")
 def unclaim_task(task_id: str) -> Response:
-    _open_task(task_id)
-    _engine().unclaim(task_id, _user().username)
+    task = _open_task(task_id)
+    user = _user()
+    if not can_unclaim(task, user.staff):
+        raise Forbidden(f"The user with id '{user.username}' cannot unclaim task '{task_id}' of "
+                        f"{task['assignee']}", permission="TASK_ASSIGN", resource="Task", resource_id=task_id)
+    _engine().unclaim(task_id, user.username)
     return Response(status=204)
 
 

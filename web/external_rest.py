@@ -33,8 +33,9 @@ from engine.errors import EngineError, Forbidden, InvalidInput, NotFound
 from engine.external import ExternalTaskLockError, ExternalTaskQuery, IncidentQuery
 from engine.service import WorkflowEngine
 from web.camunda_types import format_date, parse_date, to_typed, variables_from_camunda
+from web.engine_rest import Params, _authenticate, _error, _http_error, _refuse_nul
 from web.errors import camunda_type, http_status
-from web.rest_auth import ApiUser, basic_user
+from web.rest_auth import ApiUser
 
 bp = Blueprint("external_rest", __name__)
 incident_bp = Blueprint("incident_rest", __name__)
@@ -57,12 +58,6 @@ def _service():
 
 
 # ------------------------------------------------------------------ errors and auth ----------
-def _error(status: int, type_name: str, message: str, **extra: Any) -> Response:
-    response = jsonify({"type": type_name, "message": message, **extra})
-    response.status_code = status
-    return response
-
-
 def _engine_error(exc: EngineError) -> Response:
     if isinstance(exc, ExternalTaskLockError):
         return _error(400, "RestException", exc.message)
@@ -79,12 +74,6 @@ def _engine_error(exc: EngineError) -> Response:
     return _error(http_status(exc), camunda_type(exc), exc.message)
 
 
-def _http_error(exc: HTTPException) -> Response:
-    status = exc.code or 500
-    return _error(status, "InvalidRequestException" if status < 500 else "RestException",
-                  exc.description or exc.name)
-
-
 def _unexpected(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
@@ -92,17 +81,6 @@ def _unexpected(exc: Exception) -> Response:
         return _error(400, "InvalidRequestException", "the request body is nested too deeply")
     current_app.logger.exception("external-task REST: %s %s failed", request.method, request.path)
     return _error(500, "RestException", f"the request failed inside the service: {type(exc).__name__}")
-
-
-def _authenticate() -> Response | None:
-    user = basic_user()
-    if user is None:
-        response = _error(401, "RestException", "authentication required: send HTTP Basic credentials of a "
-                                                "staff account")
-        response.headers["WWW-Authenticate"] = 'Basic realm="default"'
-        return response
-    g.api_user = user
-    return None
 
 
 for _blueprint in (bp, incident_bp):
@@ -154,6 +132,7 @@ def _body(allowed: Iterable[str] | None = None) -> dict[str, Any]:
     body = request.get_json(silent=True, force=True)
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
+    _refuse_nul(body)
     if allowed is not None:
         unknown = sorted(k for k in body if k not in set(allowed))
         if unknown:
@@ -162,26 +141,16 @@ def _body(allowed: Iterable[str] | None = None) -> dict[str, Any]:
     return body
 
 
-class _Params:
-    """Query parameters (GET) or a JSON query (POST), read as Camunda reads them."""
+class _Params(Params):
+    """Query parameters (GET) or a JSON query (POST), read as Camunda reads them: engine_rest's
+    reader (unknown names refused) with the external-task API's own kinds of value."""
 
     def __init__(self, source: Mapping[str, Any] | MultiDict, allowed: Iterable[str]):
-        self.source = source
-        allowed = set(allowed)
-        unknown = sorted(str(k) for k in source if k not in allowed)
-        if unknown:
-            raise InvalidInput(f"parameter '{unknown[0]}' is not supported by this service "
-                               f"(supported here: {', '.join(sorted(allowed))})", field=unknown[0])
+        super().__init__(source, allowed)
+        _refuse_nul(dict(source.lists()) if isinstance(source, MultiDict) else source)
 
     def raw(self, name: str) -> Any:
-        if isinstance(self.source, MultiDict):
-            values = self.source.getlist(name)
-            return values[-1] if values else None
-        return self.source.get(name)
-
-    @staticmethod
-    def invalid(name: str, value: Any) -> InvalidInput:
-        return InvalidInput(f"Cannot set query parameter '{name}' to value '{value}'", field=name)
+        return self._raw(name)
 
     def text(self, name: str) -> str | None:
         value = self.raw(name)

@@ -15,10 +15,7 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app, request
-from sqlalchemy import select
 
-from engine.identity import verify_password
-from engine.models import User
 from web.access import Staff, can_see_task
 
 CACHE_SECONDS = 60.0
@@ -96,12 +93,12 @@ def basic_user() -> ApiUser | None:
 
 
 def _verify(username: str, password: str) -> ApiUser | None:
-    # Read inside the session: the objects IdentityService returns are expired once it closes.
-    with current_app.extensions["engine"].db.reader() as s:
-        user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
-        if user is None or not verify_password(user, password):
-            return None
-        return ApiUser(Staff(user.username, user.display_name, tuple(g.id for g in user.groups)))
+    from web.auth import authenticate  # the one password check (as slow for unknown names)
+
+    account = authenticate(username, password)
+    if account is None or not account.active:
+        return None
+    return ApiUser(Staff(account.username, account.display_name, account.groups))
 
 
 def session_user() -> ApiUser | None:

@@ -24,6 +24,7 @@ from web.access import (
     can_act_on_task,
     can_see_instance_summary,
     can_see_task,
+    can_unclaim,
     engine,
     scoped,
     staff,
@@ -514,7 +515,7 @@ def _render_task(task: dict, *, data: MultiDict | None = None, errors: dict[str,
     return render_template(
         "tasks/task.html", task=task, instance=instance, form=form, values=values, errors=errors or {},
         readonly_values=readonly_values, editable=editable, mine=mine,
-        can_act=can_act_on_task(task), can_unclaim=task["assignee"] and (mine or who.sees_all),
+        can_act=can_act_on_task(task), can_unclaim=bool(task["assignee"]) and can_unclaim(task, who),
         delegates=delegate_candidates(task) if can_act_on_task(task) else [],
         variables=variable_rows(variables, labels, fields), timeline=timeline(instance["history"]),
         process_name=process_name(task["process_key"]), alert=alert), status
@@ -568,7 +569,7 @@ def claim(task_id: str):
 def unclaim(task_id: str):
     task = visible_task(task_id)
     who = staff()
-    if task["assignee"] and task["assignee"] != who.username and not who.sees_all:
+    if not can_unclaim(task, who):
         abort(403)
     try:
         engine().unclaim(task_id, who.username)

@@ -104,6 +104,12 @@ def test_authentication_and_who_may_work(rest, app):
     assert rest.put("/engine-rest/external-task/x/retries", json={"retries": 1}).status_code == 403
     response = client.put("/engine-rest/external-task/x/retries", json={"retries": 1}, headers=basic("admin"))
     assert response.status_code == 404
+    # a NUL character is a bad request (no database stores it), in a query and in a body
+    bad = client.get("/engine-rest/external-task?topicName=a%00b", headers=basic("admin"))
+    assert bad.status_code == 400 and bad.get_json()["type"] == "InvalidRequestException"
+    bad = client.post("/engine-rest/external-task/fetchAndLock", headers=basic("admin"),
+                      json={"workerId": "w\u0000", "maxTasks": 1, "topics": [{"topicName": "notify", "lockDuration": 1000}]})
+    assert bad.status_code == 400
 
 
 def test_list_and_count_with_filters(rest, ext_engine, clock):

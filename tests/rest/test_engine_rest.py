@@ -273,6 +273,10 @@ def test_claim_unclaim_assignee(client, seeded):
     assert client.post(f"{BASE}/task/{task_id}/assignee", headers=FRONTDESK, json={"userId": "caller"}).status_code \
         == 204
     assert client.get(f"{BASE}/task/{task_id}", headers=ADMIN).json["assignee"] == "caller"
+    # a colleague of the group cannot take a claimed task away from its assignee
+    taken_away = client.post(f"{BASE}/task/{task_id}/unclaim", headers=FRONTDESK)
+    assert taken_away.status_code == 403 and taken_away.json["type"] == "AuthorizationException"
+    assert client.get(f"{BASE}/task/{task_id}", headers=ADMIN).json["assignee"] == "caller"
     ghost = client.post(f"{BASE}/task/{task_id}/assignee", headers=ADMIN, json={"userId": "ghost"})
     assert ghost.status_code == 400
     assert client.post(f"{BASE}/task/{task_id}/assignee", headers=ADMIN, json={"userId": None}).status_code == 204
