@@ -742,6 +742,9 @@ class WorkflowEngine:
             values = {"state": state, "status": row.status, "ended_at": row.ended_at, "version": row.version + 1}
             if summary != before.summary:
                 values.update(summary=summary, search_text=search)
+                # the open tasks are searched by the same text (a patient number entered later)
+                s.execute(update(Task).where(Task.instance_id == row.id, Task.status == "open")
+                          .values(search_text=search).execution_options(synchronize_session=False))
             result = s.execute(table.update().where(table.c.id == row.id, table.c.version == row.version)
                                .values(**values))
             if result.rowcount != 1:
@@ -1347,8 +1350,9 @@ class WorkflowEngine:
                 "candidate_users": list(t.candidate_users or []),
                 "candidate_groups": list(t.candidate_groups or []), "created_at": t.created_at,
                 "due_at": t.due_at, "follow_up_at": t.follow_up_at, "priority": t.priority,
-                "form_key": t.form_key, "sla_state": self.sla_state(t.due_at, self.clock.now())
-                if t.status == "open" else t.sla_state,
+                # open: against now; finished: whether it was done in time
+                "form_key": t.form_key, "sla_state": self.sla_state(
+                    t.due_at, self.clock.now() if t.status == "open" else (t.completed_at or self.clock.now())),
                 "completed_at": t.completed_at, "completed_by": t.completed_by}
 
     def _task_filter(self, q, f: TaskQuery):
@@ -1415,8 +1419,9 @@ class WorkflowEngine:
     @staticmethod
     def _is_queue_query(f: TaskQuery) -> bool:
         """The hot query of the task list: open tasks offered to me or my groups, not claimed."""
-        return bool(f.unassigned and f.status == "open" and (f.visible_to_user is not None or (
-            f.candidate_groups is not None and not f.candidate_user)) and not f.assignee)
+        offered = (f.visible_to_user is not None and f.candidate_user is None and f.candidate_groups is None) or (
+            f.visible_to_user is None and f.candidate_groups is not None and f.candidate_user is None)
+        return bool(f.unassigned and f.status == "open" and offered and not f.assignee)
 
     def list_tasks(self, f: TaskQuery | None = None, **kwargs) -> list[dict]:
         f = f or TaskQuery(**kwargs)

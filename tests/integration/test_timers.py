@@ -218,3 +218,33 @@ def test_two_schedulers_on_postgresql_fire_each_of_1000_timers_once(tmp_path):
         engine_b.db.dispose()
     finally:
         schema.drop()
+
+
+@pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL does not answer at 127.0.0.1:5432")
+def test_a_firing_steps_aside_while_a_command_holds_the_instance(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    from engine.clock import FrozenClock
+    from engine.service import TIMER_BUSY
+
+    clock = FrozenClock(datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
+    schema = PostgresSchema()
+    try:
+        engine = make_engine(schema.url, clock, tmp_path)
+        deploy(engine)
+        inst = engine.start("await_reply", business_key="LOCK-1")
+        clock.advance(hours=1)
+        holder = create_engine(schema.url)
+        with holder.connect() as conn:  # another command is inside this instance right now
+            conn.execute(text("SELECT id FROM process_instances WHERE id = :id FOR UPDATE"), {"id": inst["id"]})
+            assert engine.fire_next_due() == TIMER_BUSY
+            with engine.db.reader() as s:
+                assert s.execute(select(Timer.status).where(Timer.instance_id == inst["id"])).scalar() == "pending"
+            conn.rollback()
+        holder.dispose()
+        assert engine.fire_due_timers() == 1
+        assert open_elements(engine, inst["id"]) == ["CallAgain"]
+        assert [h["action"] for h in engine.get_instance(inst["id"])["history"]].count("timer") == 1
+        engine.db.dispose()
+    finally:
+        schema.drop()

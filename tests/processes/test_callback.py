@@ -213,10 +213,6 @@ def test_critical_patients_get_a_second_call(hospital, clock):
     assert [entry["round"] for entry in variables(hospital, iid)["callLog"]] == [1, 2]
 
 
-PARALLEL_SCOPE_BUG = (
-    "engine: variables are per token (SpiffWorkflow task data), not one process scope as in Camunda: what the "
-    "main path writes after a parallel split is invisible while a side branch is open and is overwritten by "
-    "the side branch's stale copy when that branch ends last")
 
 
 def test_the_outcome_recorded_while_the_ward_follows_up_is_kept(hospital, clock):

@@ -355,10 +355,6 @@ def test_a_number_that_cannot_take_a_text_is_an_incident_and_the_complaint_goes_
 
 # -- referrals: the message start events ------------------------------------------------------------
 
-REFERRAL_START_BUG = (
-    "engine: a process with a none start event and a message start event, started by its message, runs "
-    "the none start event's path instead (SpiffWorkflow fires none start events on their own; "
-    "WorkflowEngine._choose_start_event does not cancel the start events it did not choose)")
 
 
 def test_a_referred_complaint_is_completed_by_the_complaint_office_then_tiered(hospital):
@@ -384,10 +380,6 @@ def test_task_list_of_the_complaint_office(hospital):
     assert [t["business_key"] for t in tasks] == ["TS-2", "TS-1"]  # the urgent one is due first
 
 
-PARALLEL_SCOPE_BUG = (
-    "engine: variables are per token (SpiffWorkflow task data), not one process scope as in Camunda: what the "
-    "main path writes after a parallel split or a non-interrupting boundary event is overwritten by the side "
-    "branch's stale copy when that branch ends last")
 
 
 def test_closing_results_survive_a_medical_affairs_task_completed_later(hospital):

@@ -196,6 +196,7 @@ def test_validation_accepts_good_code_and_does_not_run_it(tmp_path: Path) -> Non
     validate_script("total = sum(x * 2 for x in items)\nif total > 10:\n    level = '高'\n")
     validate_expression('amount > 5 and tier == "一级"')
     validate_script("while True:\n    pass")  # compiles; only running it would be stopped
+    validate_script("x = 1 / 0")  # would raise if it ran
 
 
 def test_indented_scripts_and_padded_conditions_are_accepted(env: SandboxedEnvironment) -> None:
