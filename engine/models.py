@@ -411,3 +411,23 @@ class OutboxMessage(Base):
     business_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     process_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     activity_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only audit of access to patient data and of security events (sign-ins, lockouts,
+    masked values shown, exports, erasures), kept apart from the process history: it survives the
+    erasure of the case it names."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    user: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    resource_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # the patient the read concerned (record number), so an admin can filter "who saw this patient"
+    patient: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)

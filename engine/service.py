@@ -397,8 +397,18 @@ class WorkflowEngine:
         self._definitions: dict[str, DefinitionInfo] = {}
         self._workflows = WorkflowCache()
         self._external_tasks = None
+        self._audit = None
         self._decision_models: dict = {}
         self._stmt_task_by_id = select(Task.__table__).where(Task.__table__.c.id == bindparam("task_id"))
+
+    @property
+    def audit(self):
+        """The audit log of reads and security events: engine.audit.AuditLog."""
+        if self._audit is None:
+            from engine.audit import AuditLog
+
+            self._audit = AuditLog(self.db, self.clock)
+        return self._audit
 
     @property
     def external_tasks(self):
