@@ -138,6 +138,11 @@ class SandboxLimits:
 
 DEFAULT_LIMITS = SandboxLimits()
 
+#: "process": scripts and non-simple expressions run in a worker process that is killed
+#: when it passes its limits (the default); "inline": in the calling thread (what the
+#: worker itself uses; a single C-level operation cannot be interrupted there).
+ISOLATION_MODES = ("process", "inline")
+
 #: Time and memory are checked every this many steps (and on big allocations).
 _CHECK_INTERVAL = 64
 #: Allocations at least this big trigger an immediate time/memory check.
@@ -1101,6 +1106,22 @@ class _SandboxPolicy(RestrictingNodeTransformer):
 class _Compiled:
     code: types.CodeType | None
     error: Callable[[], Exception] | None
+    # An expression made only of names, constants, operators, attribute and item access
+    # (no calls, comprehensions, lambdas or ``:=``): each operation is bounded by the
+    # size of the data, so it may run in the calling process.
+    simple: bool = False
+
+
+# Node types of a "simple" expression (see _Compiled.simple).
+_SIMPLE_NODES = (
+    ast.Expression, ast.Name, ast.Constant, ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.IfExp,
+    ast.Attribute, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.Dict, ast.Set, ast.JoinedStr,
+    ast.FormattedValue, ast.Load, ast.boolop, ast.cmpop, ast.unaryop, ast.operator,
+)
+
+
+def _is_simple(tree: ast.AST) -> bool:
+    return all(isinstance(node, _SIMPLE_NODES) for node in ast.walk(tree))
 
 
 def _dedent(source: str) -> str:
@@ -1129,6 +1150,7 @@ def _compile_uncached(source: str, mode: str) -> _Compiled:
     except (RecursionError, MemoryError, ValueError) as exc:
         message = f"script cannot be parsed: {exc}"
         return _Compiled(None, lambda: SandboxViolation(message))
+    simple = mode == "eval" and _is_simple(tree)
     policy = _SandboxPolicy()
     try:
         tree = policy.visit(tree)
@@ -1146,18 +1168,24 @@ def _compile_uncached(source: str, mode: str) -> _Compiled:
         return _Compiled(None, lambda: SyntaxError(*args))
     except (RecursionError, MemoryError):
         return _Compiled(None, lambda: SandboxViolation("script is nested too deeply"))
-    return _Compiled(code, None)
+    return _Compiled(code, None, simple)
 
 
 _compile_cached = functools.lru_cache(maxsize=COMPILE_CACHE_SIZE)(_compile_uncached)
 
 
-def _get_code(source: str, mode: str) -> types.CodeType:
+def _get_compiled(source: str, mode: str) -> _Compiled:
     compiled = _compile_cached(source, mode)
     if compiled.code is None:
         assert compiled.error is not None
         raise compiled.error()
-    return compiled.code
+    return compiled
+
+
+def _get_code(source: str, mode: str) -> types.CodeType:
+    code = _get_compiled(source, mode).code
+    assert code is not None
+    return code
 
 
 def validate_script(text: str) -> None:
@@ -1213,19 +1241,32 @@ class SandboxedEnvironment(BasePythonScriptEngineEnvironment):
     """
 
     def __init__(self, environment_globals: Mapping[str, Any] | None = None,
-                 limits: SandboxLimits | None = None) -> None:
+                 limits: SandboxLimits | None = None, *, isolation: str = "process") -> None:
         super().__init__(dict(environment_globals or {}))
         bad = [name for name in self.globals if not isinstance(name, str) or name.startswith("_")]
         if bad:
             raise ValueError(f"environment globals may not start with '_': {bad}")
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
         self.limits = limits or DEFAULT_LIMITS
+        self.isolation = isolation
 
     # -- SpiffWorkflow API
 
     def evaluate(self, expression: str, context: dict[str, Any],
                  external_context: Mapping[str, Any] | None = None) -> Any:
-        """Evaluate an expression against the task data; ``context`` is not modified."""
-        code = _get_code(expression, "eval")
+        """Evaluate an expression against the task data; ``context`` is not modified.
+
+        Simple expressions (no calls, comprehensions, lambdas or ``:=``) run in this
+        process; the others run in a worker process (see :mod:`engine.sandbox_worker`)."""
+        compiled = _get_compiled(expression, "eval")
+        code = compiled.code
+        assert code is not None
+        if self.isolation == "process" and not compiled.simple:
+            from engine.sandbox_worker import run_isolated
+
+            return run_isolated("eval", expression, code, context, external_context or {}, self.globals,
+                                self.limits)
         run = _Run(self.limits)
         namespace = self._namespace(context, external_context, run)
         result = self._run(code, namespace, run)
@@ -1245,6 +1286,10 @@ class SandboxedEnvironment(BasePythonScriptEngineEnvironment):
         external = external_context or {}
         self.check_for_overwrite(context, external)
         code = _get_code(script, "exec")
+        if self.isolation == "process":
+            from engine.sandbox_worker import run_isolated
+
+            return run_isolated("exec", script, code, context, external, self.globals, self.limits)
         run = _Run(self.limits)
         namespace = self._namespace(context, external, run)
         self._run(code, namespace, run)
@@ -1370,7 +1415,10 @@ class SandboxedScriptEngine(PythonScriptEngine):
             raise WorkflowTaskException(str(err), task=task, exception=err) from err
 
     def get_error_line_number_and_content(self, script: str, err: Exception) -> tuple[int, str]:
-        lineno = getattr(err, "lineno", None) if isinstance(err, SandboxViolation) else None
+        if isinstance(err, SandboxViolation):
+            lineno = err.lineno
+        else:  # an error raised in a worker process carries the line it was raised on
+            lineno = getattr(err, "sandbox_lineno", None)
         if lineno:
             lines = script.splitlines()
             return lineno, lines[lineno - 1] if 0 < lineno <= len(lines) else ""
