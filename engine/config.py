@@ -24,6 +24,8 @@ class Settings:
     script_time_limit: float = 2.0
     # Tasks whose due time is closer than this are "due soon" (amber).
     due_soon_minutes: int = 60
+    # Integration accounts that receive personal data unmasked (UNMASKED_API_USERS=notify-worker,his)
+    unmasked_api_users: tuple[str, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -38,5 +40,8 @@ class Settings:
             values["timezone"] = os.environ["HOSPITAL_TIMEZONE"]
         if os.environ.get("WORKFLOWS_DIR"):
             values["workflows_dir"] = Path(os.environ["WORKFLOWS_DIR"])
+        if os.environ.get("UNMASKED_API_USERS"):
+            values["unmasked_api_users"] = tuple(
+                u.strip() for u in os.environ["UNMASKED_API_USERS"].split(",") if u.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -32,6 +32,7 @@ from web.access import (
     visible_task,
 )
 from web.auth import group_names, list_accounts, login_manager
+from web import masking
 
 bp = Blueprint("tasks", __name__)
 
@@ -273,6 +274,7 @@ def index():
     summaries = {i["id"]: i["summary"] for i in engine().list_instances(instance_ids=instance_ids,
                                                                         limit=len(instance_ids) or 1)}
     args = {"tab": tab, "q": search, "process": process_key, "sort": sort}
+    summaries = masking.mask_summaries(summaries, rows, who)  # lists never show personal data in full
     return render_template("tasks/list.html", tabs=tabs, tab=tab, counts=counts, rows=rows,
                            summaries=summaries, search=search, process_key=process_key, sort=sort,
                            page=page, pages=pages, args=args, processes=process_catalog(),
@@ -494,17 +496,21 @@ def flash_next_steps(instance_id: str) -> None:
 # -- the task page --------------------------------------------------------------------------
 
 def _render_task(task: dict, *, data: MultiDict | None = None, errors: dict[str, str] | None = None,
-                 alert: str | None = None, status: int = 200):
+                 alert: str | None = None, status: int = 200, audit: bool = False):
     who = staff()
     instance = visible_instance(task["instance_id"])
     form = engine().task_form(task["id"])
     start_form = engine().start_form(definition_id=task["definition_id"])
-    variables = instance["variables"]
+    masker = masking.for_instance(instance, who)  # personal data in full only for the step that needs it
+    variables = masker.values(instance["variables"])
+    if audit:
+        masking.audit_read("read_task", who, resource_type="task", resource_id=task["id"],
+                           instance_id=task["instance_id"], patient=masker.patient(instance["variables"]))
     completed_values = {}
     if task["status"] == "completed":
         for h in instance["history"]:
             if h["action"] == "complete" and h.get("task_id") == task["id"]:
-                completed_values = (h.get("details") or {}).get("variables") or {}
+                completed_values = masker.values((h.get("details") or {}).get("variables") or {})
     values = initial_values(form, {**variables, **completed_values})
     if data is not None:
         values = submitted_values(form, data, values)
@@ -517,13 +523,13 @@ def _render_task(task: dict, *, data: MultiDict | None = None, errors: dict[str,
         readonly_values=readonly_values, editable=editable, mine=mine,
         can_act=can_act_on_task(task), can_unclaim=bool(task["assignee"]) and can_unclaim(task, who),
         delegates=delegate_candidates(task) if can_act_on_task(task) else [],
-        variables=variable_rows(variables, labels, fields), timeline=timeline(instance["history"]),
-        process_name=process_name(task["process_key"]), alert=alert), status
+        variables=masking.mark_rows(variable_rows(variables, labels, fields), masker, instance),
+        timeline=timeline(instance["history"]), process_name=process_name(task["process_key"]), alert=alert), status
 
 
 @bp.get("/tasks/<task_id>")
 def task_page(task_id: str):
-    return _render_task(visible_task(task_id))
+    return _render_task(visible_task(task_id), audit=True)
 
 
 def conflict_message(task_id: str) -> str:
@@ -723,7 +729,10 @@ def instance_page(instance_id: str):
             seen.add(t["element_id"])
             forms.append(engine().task_form(t["id"]))
     labels, fields = form_labels(*forms)
-    variables = instance["variables"]
+    masker = masking.for_instance(instance, staff())  # personal data in full only for the step that needs it
+    variables = masker.values(instance["variables"])
+    masking.audit_read("read_instance", staff(), resource_type="instance", resource_id=instance_id,
+                       instance_id=instance_id, patient=masker.patient(instance["variables"]))
     key_values = [{"name": k, "label": labels.get(k, k), "value": format_value(variables[k], fields.get(k))}
                   for k in KEY_VARIABLES if variables.get(k) not in (None, "")]
     related = []
@@ -737,7 +746,7 @@ def instance_page(instance_id: str):
     return render_template(
         "tasks/instance.html", instance=instance, open_tasks=open_tasks, done_tasks=done_tasks,
         visible_task_ids=visible_task_ids,
-        key_values=key_values, variables=variable_rows(variables, labels, fields),
+        key_values=key_values, variables=masking.mark_rows(variable_rows(variables, labels, fields), masker, instance),
         timeline=timeline(instance["history"]), related=related, started=request.args.get("started") == "1",
         process_name=process_name(instance["process_key"]))
 
