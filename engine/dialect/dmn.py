@@ -70,6 +70,8 @@ from engine.dialect.feel import (
     FeelError,
     FeelEvaluationError,
     FeelFunction,
+    FeelLimitExceeded,
+    FeelLimits,
     FeelSyntaxError,
     Scope,
     YearsMonthsDuration,
@@ -83,6 +85,7 @@ from engine.dialect.feel import (
     parse_time,
     to_python,
 )
+from engine.dialect.feel import budget as feel_budget
 
 __all__ = [
     "CAMUNDA_NS",
@@ -415,22 +418,36 @@ class DmnModel:
         )
 
     def evaluate(
-        self, decision_id: str, variables: Mapping[str, Any] | None = None, *, raw: bool = False
+        self, decision_id: str, variables: Mapping[str, Any] | None = None, *, raw: bool = False,
+        limits: FeelLimits | None = None,
     ) -> list[dict[str, Any]]:
         """Evaluate a decision (and the decisions it requires); Camunda's result list."""
-        return self.evaluate_detailed(decision_id, variables, raw=raw).result_list
+        return self.evaluate_detailed(decision_id, variables, raw=raw, limits=limits).result_list
 
     def evaluate_value(
-        self, decision_id: str, variables: Mapping[str, Any] | None = None, *, raw: bool = False
+        self, decision_id: str, variables: Mapping[str, Any] | None = None, *, raw: bool = False,
+        limits: FeelLimits | None = None,
     ) -> Any:
         """Evaluate a decision; its value as the DMN standard defines it."""
-        return self.evaluate_detailed(decision_id, variables, raw=raw).value
+        return self.evaluate_detailed(decision_id, variables, raw=raw, limits=limits).value
 
     def evaluate_detailed(
-        self, decision_id: str, variables: Mapping[str, Any] | None = None, *, raw: bool = False
+        self, decision_id: str, variables: Mapping[str, Any] | None = None, *, raw: bool = False,
+        limits: FeelLimits | None = None,
     ) -> DecisionEvaluation:
         """Evaluate a decision; result list, DMN value, matched rule ids and the required
-        decisions' evaluations."""
+        decisions' evaluations.  The whole evaluation shares one FEEL budget (``limits``,
+        default :data:`engine.dialect.feel.DEFAULT_LIMITS`): running out of it is a
+        :class:`DmnEvaluationError`."""
+        try:
+            with feel_budget(limits):
+                return self._evaluate_detailed(decision_id, variables, raw)
+        except FeelLimitExceeded as e:
+            raise DmnEvaluationError(f"{self.filename}: decision '{decision_id}': {e}", decision_id) from None
+
+    def _evaluate_detailed(
+        self, decision_id: str, variables: Mapping[str, Any] | None, raw: bool
+    ) -> DecisionEvaluation:
         target = self.decision(decision_id)
         defaults: dict[str, Any] = dict.fromkeys(self.input_data)
         defaults.update(self._functions)

@@ -77,12 +77,14 @@ DMN 1.4 (``before``, ``meets``...).
 from __future__ import annotations
 
 import calendar
+import contextlib
 import difflib
 import functools
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time as _time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import (
@@ -101,6 +103,7 @@ from decimal import (
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import re2
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -112,10 +115,13 @@ __all__ = [
     "FeelError",
     "FeelEvaluationError",
     "FeelFunction",
+    "FeelLimitExceeded",
+    "FeelLimits",
     "FeelSyntaxError",
     "Range",
     "Scope",
     "YearsMonthsDuration",
+    "budget",
     "compile_expression",
     "compile_unary_tests",
     "evaluate",
@@ -171,6 +177,102 @@ class _UnknownName(FeelEvaluationError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"unknown variable '{name}'")
+
+
+class FeelLimitExceeded(FeelEvaluationError):
+    """An evaluation ran out of its budget (time, iterations, list or text size)."""
+
+
+# --------------------------------------------------------------------------- budget
+
+
+@dataclass(frozen=True)
+class FeelLimits:
+    """Budget of one evaluation (a whole decision when the DMN layer opens one).
+
+    time_limit:      CPU seconds of the evaluating thread.
+    wall_time:       wall-clock seconds.
+    max_iterations:  ``for``/``some``/``every`` iterations, filtered items, items visited
+                     by list functions, equality and conversions, in total.
+    max_items:       largest list a range, ``for`` or list function may build.
+    max_text:        longest string an operation may build.
+    """
+
+    time_limit: float = 2.0
+    wall_time: float = 10.0
+    max_iterations: int = 100_000
+    max_items: int = 100_000
+    max_text: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("time_limit", "wall_time", "max_iterations", "max_items", "max_text"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FeelLimits.{name} must be positive")
+
+
+DEFAULT_LIMITS = FeelLimits()
+_CLOCK_INTERVAL = 256
+
+
+class _Budget:
+    __slots__ = ("cpu_start", "limits", "next_check", "steps", "wall_start")
+
+    def __init__(self, limits: FeelLimits) -> None:
+        self.limits = limits
+        self.steps = 0
+        self.next_check = _CLOCK_INTERVAL
+        self.cpu_start = _time.thread_time()
+        self.wall_start = _time.monotonic()
+
+    def tick(self, n: int = 1) -> None:
+        self.steps += n
+        if self.steps > self.limits.max_iterations:
+            raise FeelLimitExceeded(
+                f"evaluation stopped: more than {self.limits.max_iterations} iterations")
+        if self.steps >= self.next_check:
+            self.next_check = self.steps + _CLOCK_INTERVAL
+            self.check_time()
+
+    def check_time(self) -> None:
+        limits = self.limits
+        if _time.thread_time() - self.cpu_start > limits.time_limit:
+            raise FeelLimitExceeded(f"evaluation stopped: it used more than {limits.time_limit:g} s of CPU time")
+        if _time.monotonic() - self.wall_start > limits.wall_time:
+            raise FeelLimitExceeded(f"evaluation stopped: it ran longer than {limits.wall_time:g} s")
+
+    def items(self, n: int, what: str) -> None:
+        if n > self.limits.max_items:
+            raise FeelLimitExceeded(f"{what} would have {n} items; the limit is {self.limits.max_items}")
+        self.tick(n)
+
+    def text(self, n: int, what: str) -> None:
+        if n > self.limits.max_text:
+            raise FeelLimitExceeded(f"{what} would have {n} characters; the limit is {self.limits.max_text}")
+
+
+_budget_state = threading.local()
+
+
+def _budget() -> _Budget:
+    current = getattr(_budget_state, "budget", None)
+    if current is None:  # a built-in called outside an evaluation (tests, output values)
+        current = _Budget(DEFAULT_LIMITS)
+    return current
+
+
+@contextlib.contextmanager
+def budget(limits: FeelLimits | None = None) -> Iterator[_Budget]:
+    """One budget for every evaluation inside the block (the DMN layer opens one per decision
+    evaluation).  Nested blocks share the outermost budget."""
+    current = getattr(_budget_state, "budget", None)
+    if current is not None:
+        yield current
+        return
+    current = _budget_state.budget = _Budget(limits or DEFAULT_LIMITS)
+    try:
+        yield current
+    finally:
+        _budget_state.budget = None
 
 
 # --------------------------------------------------------------------------- value types
@@ -332,8 +434,10 @@ def to_python(value: Any) -> Any:
             return int(value)
         return float(value)
     if t is list:
+        _budget().tick(len(value) + 1)
         return [to_python(v) for v in value]
     if t is dict:
+        _budget().tick(len(value) + 1)
         return {k: to_python(v) for k, v in value.items()}
     if t is Range:
         return Range(to_python(value.start), to_python(value.end), value.start_included, value.end_included)
@@ -598,6 +702,7 @@ def feel_equal(a: Any, b: Any) -> bool | None:
     if k == "list":
         if len(a) != len(b):
             return False
+        _budget().tick(len(a) + 1)
         result: bool | None = True
         for x, y in zip(a, b, strict=True):
             e = feel_equal(x, y)
@@ -609,6 +714,7 @@ def feel_equal(a: Any, b: Any) -> bool | None:
     if k == "context":
         if set(a) != set(b):
             return False
+        _budget().tick(len(a) + 1)
         result = True
         for key, x in a.items():
             e = feel_equal(x, b[key])
@@ -639,6 +745,8 @@ def _add(a: Any, b: Any) -> Any:
         return None
     ka, kb = _kind(a), _kind(b)
     if ka == kb and ka in ("number", "string", "dtd"):
+        if ka == "string":
+            _budget().text(len(a) + len(b), "string concatenation")
         return a + b
     if ka == kb == "ymd":
         return YearsMonthsDuration(a.total_months + b.total_months)
@@ -777,12 +885,38 @@ def feel_string(value: Any) -> str | None:
     if k in ("dtd", "ymd"):
         return format_duration(value)
     if k == "list":
+        _check_rendered_size(value)
         return "[" + ", ".join(_inner_string(v) for v in value) + "]"
     if k == "context":
+        _check_rendered_size(value)
         return "{" + ", ".join(f"{key}: {_inner_string(v)}" for key, v in value.items()) + "}"
     if k == "range":
         return str(value)
     return str(value)
+
+
+def _check_rendered_size(value: list | dict) -> None:
+    """Refuse turning a list/context into text longer than the budget allows (before it
+    is built); each element visited counts as an iteration."""
+    budget = _budget()
+    limit = budget.limits.max_text
+    size = 0
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        budget.tick()
+        if type(item) is list:
+            size += 2 + 2 * len(item)
+            stack.extend(item)
+        elif type(item) is dict:
+            size += 2 + 4 * len(item) + sum(len(k) for k in item)
+            stack.extend(item.values())
+        elif type(item) is str:
+            size += len(item) + 2
+        else:
+            size += 40  # numbers, dates, durations render short
+        if size > limit:
+            budget.text(size, "converting a list or context to a string")
 
 
 def _inner_string(value: Any) -> str:
@@ -959,25 +1093,60 @@ def _b_substring_after(string: str, match: str) -> str:
     return "" if i < 0 else string[i + len(match) :]
 
 
-_REGEX_FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE}
+_REGEX_FLAGS = frozenset("ismxq")
 
 
-def _regex(pattern: Any, flags: Any) -> re.Pattern[str] | None:
+def _strip_whitespace(pattern: str) -> str:
+    """XPath's ``x`` flag: whitespace is removed, except inside character classes."""
+    out: list[str] = []
+    in_class = escaped = False
+    for c in pattern:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c in " \t\n\r":
+            continue
+        out.append(c)
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_regex(pattern: str, flags: str) -> Any:
+    """The pattern compiled by RE2 (linear-time matching: no catastrophic backtracking)."""
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = "i" not in flags
+    options.dot_nl = "s" in flags
+    if "q" in flags:
+        text = re2.escape(pattern)
+    else:
+        text = _strip_whitespace(pattern) if "x" in flags else pattern
+        if "m" in flags:
+            text = "(?m)" + text
+    try:
+        return re2.compile(text, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        raise FeelEvaluationError(
+            f"regular expression {pattern!r} is not supported: {reason} (back-references and look-around "
+            "assertions are not available)") from None
+
+
+def _regex(pattern: Any, flags: Any) -> Any:
+    """The compiled pattern, or None (null) for a pattern or flags that are not strings or
+    unknown flags; a pattern RE2 cannot compile is a :class:`FeelEvaluationError`."""
     if type(pattern) is not str or (flags is not None and type(flags) is not str):
         return None
-    value = 0
-    literal = False
-    for f in flags or "":
-        if f == "q":
-            literal = True
-        elif f in _REGEX_FLAGS:
-            value |= _REGEX_FLAGS[f]
-        else:
-            return None
-    try:
-        return re.compile(re.escape(pattern) if literal else pattern, value)
-    except re.error:
+    if any(f not in _REGEX_FLAGS for f in flags or ""):
         return None
+    _budget().text(len(pattern), "regular expression")
+    return _compile_regex(pattern, "".join(sorted(set(flags or ""))))
 
 
 def _b_matches(string: Any, pattern: Any, flags: Any = None) -> Any:
@@ -1026,15 +1195,21 @@ def _b_replace(string: Any, pattern: Any, replacement: Any, flags: Any = None) -
     if parts is None:
         return None
     groups = rx.groups
+    budget = _budget()
+    produced = [len(string)]
 
-    def expand(m: re.Match[str]) -> str:
+    def expand(m: Any) -> str:
+        budget.tick()
         out = []
         for p in parts:  # type: ignore[union-attr]
             if isinstance(p, int):
                 out.append((m.group(p) or "") if p <= groups else "")
             else:
                 out.append(p)
-        return "".join(out)
+        text = "".join(out)
+        produced[0] += len(text)
+        budget.text(produced[0], "replace()")
+        return text
 
     return rx.sub(expand, string)
 
@@ -1043,7 +1218,9 @@ def _b_split(string: Any, delimiter: Any) -> Any:
     rx = _regex(delimiter, None)
     if rx is None or type(string) is not str or delimiter == "":
         return None
-    return rx.split(string)
+    parts = rx.split(string)
+    _budget().items(len(parts), "split()")
+    return parts
 
 
 def _b_string_join(items: Any, delimiter: Any = None) -> Any:
@@ -1051,7 +1228,10 @@ def _b_string_join(items: Any, delimiter: Any = None) -> Any:
         return None
     if any(v is not None and type(v) is not str for v in items):
         return None
-    return (delimiter or "").join(v for v in items if v is not None)
+    parts = [v for v in items if v is not None]
+    _budget().tick(len(parts))
+    _budget().text(sum(len(v) for v in parts) + len(delimiter or "") * max(len(parts) - 1, 0), "string join")
+    return (delimiter or "").join(parts)
 
 
 _NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -1081,6 +1261,7 @@ def _b_not(value: Any) -> Any:
 def _b_list_contains(items: Any, element: Any) -> Any:
     if type(items) is not list:
         return None
+    _budget().tick(len(items))
     return any(feel_equal(v, element) is True for v in items)
 
 
@@ -1091,6 +1272,7 @@ def _b_count(items: Any) -> Any:
 def _extreme(values: list | None, want: int) -> Any:
     if not values:
         return None
+    _budget().tick(len(values))
     best = values[0]
     for v in values[1:]:
         c = _compare(v, best)
@@ -1113,7 +1295,10 @@ def _b_max(*args: Any) -> Any:
 
 def _numbers(args: tuple) -> list[Decimal] | None:
     values = _list_arg(args)
-    if values is None or any(type(v) is not Decimal for v in values):
+    if values is None:
+        return None
+    _budget().tick(len(values))
+    if any(type(v) is not Decimal for v in values):
         return None
     return values
 
@@ -1182,6 +1367,7 @@ def _b_all(*args: Any) -> Any:
     values = _list_arg(args)
     if values is None:
         return None
+    _budget().tick(len(values))
     result: bool | None = True
     for v in values:
         if v is False:
@@ -1195,6 +1381,7 @@ def _b_any(*args: Any) -> Any:
     values = _list_arg(args)
     if values is None:
         return None
+    _budget().tick(len(values))
     result: bool | None = False
     for v in values:
         if v is True:
@@ -1228,14 +1415,16 @@ def _b_sublist(items: Any, start: Any, length: Any = None) -> Any:
 def _b_append(items: Any, *new: Any) -> Any:
     if type(items) is not list:
         return None
+    _budget().items(len(items) + len(new), "append()")
     return items + list(new)
 
 
 def _b_concatenate(*lists: Any) -> Any:
+    if any(type(part) is not list for part in lists):
+        return None
+    _budget().items(sum(len(part) for part in lists), "concatenate()")
     result: list = []
     for part in lists:
-        if type(part) is not list:
-            return None
         result.extend(part)
     return result
 
@@ -1246,6 +1435,7 @@ def _b_insert_before(items: Any, position: Any, new_item: Any) -> Any:
     idx = _position(items, position)
     if idx is None:
         return None
+    _budget().items(len(items) + 1, "insert before()")
     return items[:idx] + [new_item] + items[idx:]
 
 
@@ -1255,22 +1445,29 @@ def _b_remove(items: Any, position: Any) -> Any:
     idx = _position(items, position)
     if idx is None:
         return None
+    _budget().tick(len(items))
     return items[:idx] + items[idx + 1 :]
 
 
 def _b_reverse(items: Any) -> Any:
-    return list(reversed(items)) if type(items) is list else None
+    if type(items) is not list:
+        return None
+    _budget().tick(len(items))
+    return list(reversed(items))
 
 
 def _b_index_of(items: Any, match: Any) -> Any:
     if type(items) is not list:
         return None
+    _budget().tick(len(items))
     return [Decimal(i + 1) for i, v in enumerate(items) if feel_equal(v, match) is True]
 
 
 def _distinct(values: Iterable[Any]) -> list:
+    budget = _budget()
     result: list = []
     for v in values:
+        budget.tick(len(result) + 1)
         if not any(feel_equal(v, r) is True for r in result):
             result.append(v)
     return result
@@ -1289,13 +1486,16 @@ def _b_flatten(items: Any) -> Any:
     if type(items) is not list:
         return None
     result: list = []
+    budget = _budget()
 
     def walk(values: list) -> None:
+        budget.tick(len(values) + 1)
         for v in values:
             if type(v) is list:
                 walk(v)
             else:
                 result.append(v)
+        budget.items(len(result), "flatten()")
 
     walk(items)
     return result
@@ -2337,7 +2537,9 @@ class _Compiler:
         return result
 
     @staticmethod
-    def _domain(s: Scope, src: Fn, end: Fn | None) -> list | None:
+    def _domain(s: Scope, src: Fn, end: Fn | None) -> Iterable[Any] | None:
+        """The values an iteration variable takes.  Ranges are produced one value at a
+        time, and refused before the first one when longer than the budget allows."""
         first = src(s)
         if end is not None:
             last = end(s)
@@ -2345,9 +2547,8 @@ class _Compiler:
             if a is None or b is None:
                 return None
             step = 1 if b >= a else -1
-            if abs(b - a) > 1_000_000:
-                raise FeelEvaluationError("iteration range too large")
-            return [Decimal(i) for i in range(a, b + step, step)]
+            _budget().items(abs(b - a) + 1, "iteration range")
+            return map(Decimal, range(a, b + step, step))
         if type(first) is list:
             return first
         if type(first) is Range:
@@ -2356,7 +2557,8 @@ class _Compiler:
                 return None
             a = a if first.start_included else a + 1
             b = b if first.end_included else b - 1
-            return [Decimal(i) for i in range(a, b + 1)]
+            _budget().items(max(b - a + 1, 0), "iteration range")
+            return map(Decimal, range(a, b + 1))
         return None if first is None else [first]
 
     def _combinations(self, s: Scope, its: list[tuple[str, Fn, Fn | None]]) -> Iterable[Scope] | None:
@@ -2368,7 +2570,9 @@ class _Compiler:
             domain = self._domain(scope, src, end)
             if domain is None:
                 raise _NullDomain
+            budget = _budget()
             for v in domain:
+                budget.tick()
                 yield from rec(scope.child({name: v}), idx + 1)
 
         return rec(s, 0)
@@ -2425,7 +2629,9 @@ class _Compiler:
             if type(items) is not list:
                 items = [items]
             result = []
+            budget = _budget()
             for i, item in enumerate(items):
+                budget.tick()
                 values = {"item": item}
                 if type(item) is dict:
                     values.update(item)
@@ -2631,19 +2837,23 @@ class CompiledFeel:
         self.text = text
         self._fn = fn
 
-    def evaluate(self, context: Mapping[str, Any] | None = None, *, raw: bool = False) -> Any:
+    def evaluate(self, context: Mapping[str, Any] | None = None, *, raw: bool = False,
+                 limits: FeelLimits | None = None) -> Any:
         """Evaluate against ``context`` (Python values).  Returns plain Python values unless
-        ``raw`` (then FEEL values: Decimal numbers...)."""
+        ``raw`` (then FEEL values: Decimal numbers...).  ``limits``: the budget, unless a
+        :func:`budget` block is already open."""
         scope = Scope(context or {}, native=False)
-        with localcontext(FEEL_DECIMAL_CONTEXT):
+        with budget(limits), localcontext(FEEL_DECIMAL_CONTEXT):
             value = self.evaluate_in(scope)
-        return value if raw else to_python(value)
+            return value if raw else to_python(value)
 
     def evaluate_in(self, scope: Scope) -> Any:
         """Evaluate in an existing :class:`Scope`; returns a FEEL value.  The caller is
-        expected to have :data:`FEEL_DECIMAL_CONTEXT` active (``decimal.localcontext``)."""
+        expected to have :data:`FEEL_DECIMAL_CONTEXT` active (``decimal.localcontext``).
+        Runs in the open :func:`budget` block, or in a default budget of its own."""
         try:
-            return self._fn(scope)
+            with budget():
+                return self._fn(scope)
         except FeelEvaluationError:
             raise
         except RecursionError:
@@ -2675,7 +2885,8 @@ class CompiledUnaryTests:
         self.negated = negated
         self.input_variable = input_variable
 
-    def matches(self, input_value: Any, context: Mapping[str, Any] | None = None) -> bool:
+    def matches(self, input_value: Any, context: Mapping[str, Any] | None = None, *,
+                limits: FeelLimits | None = None) -> bool:
         """True when ``input_value`` satisfies the tests; ``context`` provides the other
         variables the tests may mention.  A null (unknown) outcome is no match."""
         if self.is_any:
@@ -2683,7 +2894,7 @@ class CompiledUnaryTests:
         scope = Scope(context or {}, native=False)
         value = to_feel(input_value)
         bound = {self.input_variable: value} if self.input_variable else None
-        with localcontext(FEEL_DECIMAL_CONTEXT):
+        with budget(limits), localcontext(FEEL_DECIMAL_CONTEXT):
             return self.test_in(scope.child(bound, input_value=value)) is True
 
     def test_in(self, scope: Scope) -> bool | None:
@@ -2693,7 +2904,8 @@ class CompiledUnaryTests:
         if self.is_any:
             return True
         try:
-            result = _any_test(self._tests, scope)
+            with budget():
+                result = _any_test(self._tests, scope)
         except FeelEvaluationError:
             raise
         except RecursionError:
@@ -2818,6 +3030,8 @@ def compile_unary_tests(
     return _compile_unary_cached(text, _relevant_names(text, names), fset, input_variable or None)
 
 
-def evaluate(text: str, context: Mapping[str, Any] | None = None, *, raw: bool = False) -> Any:
+def evaluate(text: str, context: Mapping[str, Any] | None = None, *, raw: bool = False,
+             limits: FeelLimits | None = None) -> Any:
     """Compile (cached) and evaluate a FEEL expression in one call."""
-    return compile_expression(text, names=context.keys() if context else ()).evaluate(context, raw=raw)
+    return compile_expression(text, names=context.keys() if context else ()).evaluate(
+        context, raw=raw, limits=limits)

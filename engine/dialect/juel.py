@@ -108,10 +108,12 @@ import functools
 import inspect
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
+from time import monotonic  # only for the evaluation deadline, never for a value
 from typing import Any, ClassVar
 
 from dateutil.relativedelta import relativedelta
@@ -137,7 +139,14 @@ MAX_NESTING_DEPTH = 32
 """Deepest nesting of parentheses, brackets, call arguments, ``?:`` and unary operators."""
 
 MAX_STRING_LENGTH = 1_000_000
-"""Longest string an evaluation may build (concatenation, ``concat``, ``replace``)."""
+"""Longest string an evaluation may build (concatenation, ``concat``, ``replace``, a
+collection turned into text)."""
+
+TIME_LIMIT = 2.0
+"""Default seconds one evaluation may take (``time_limit=`` of
+:meth:`CompiledTemplate.evaluate`); checked while walking collections."""
+
+_CHECK_INTERVAL = 1024
 
 BUILTIN_FUNCTIONS: frozenset[str] = frozenset({"now", "dateTime"})
 """Functions every template may call without the caller registering them."""
@@ -467,6 +476,8 @@ def _java_double(value: float) -> str:
 
 
 def _to_string(value: Any, depth: int = 0) -> str:
+    if depth == 0 and isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        _check_rendered_length(value)
     if value is None:
         return ""
     if isinstance(value, str):
@@ -489,6 +500,43 @@ def _to_string(value: Any, depth: int = 0) -> str:
     if isinstance(value, (list, tuple, set, frozenset)):
         return "[" + ", ".join(_to_string(v, depth + 1) for v in value) + "]"
     return str(value)
+
+
+def _check_rendered_length(value: Any) -> None:
+    """Refuse a collection whose text (as ``_to_string`` renders it, 8 levels deep) would
+    be longer than :data:`MAX_STRING_LENGTH`, before building it."""
+    size = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        _tick()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, (Mapping, list, tuple, set, frozenset)) and depth <= 8:
+            size += 2 + 2 * len(item)
+            if isinstance(item, Mapping):
+                stack.extend((k, depth + 1) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        else:
+            size += 24  # numbers, dates, "…": short
+        if size > MAX_STRING_LENGTH:
+            raise JuelEvaluationError(f"string result too long (more than {MAX_STRING_LENGTH} characters when "
+                                      "a collection is turned into text)")
+
+
+_clock = threading.local()
+
+
+def _tick() -> None:
+    """Count one step of walking a collection; every so often, check the time limit."""
+    steps = getattr(_clock, "steps", 0) + 1
+    _clock.steps = steps
+    if steps % _CHECK_INTERVAL == 0:
+        deadline = getattr(_clock, "deadline", None)
+        if deadline is not None and monotonic() > deadline[0]:
+            raise JuelEvaluationError(f"evaluation stopped: it ran longer than {deadline[1]:g} s")
 
 
 def _plain(value: Any) -> Any:
@@ -844,6 +892,7 @@ def _list_get(items: Any, index: Any) -> Any:
 
 def _index_of(items: Any, value: Any) -> int:
     for position, item in enumerate(items):
+        _tick()
         if _same_value(item, value):
             return position
     return -1
@@ -881,13 +930,13 @@ _LIST_METHODS: dict[str, Callable[..., Any]] = {
 _SET_METHODS: dict[str, Callable[..., Any]] = {
     "size": len,
     "isEmpty": lambda items: len(items) == 0,
-    "contains": lambda items, x: any(_same_value(item, x) for item in items),
+    "contains": lambda items, x: any(_tick() or _same_value(item, x) for item in items),
 }
 _MAP_METHODS: dict[str, Callable[..., Any]] = {
     "size": len,
     "isEmpty": lambda m: len(m) == 0,
     "containsKey": lambda m, k: _hashable(k) and k in m,
-    "containsValue": lambda m, v: any(_same_value(item, v) for item in m.values()),
+    "containsValue": lambda m, v: any(_tick() or _same_value(item, v) for item in m.values()),
     "get": lambda m, k: m.get(k) if _hashable(k) else None,
     "getOrDefault": lambda m, k, d: m.get(k, d) if _hashable(k) else d,
     "keySet": lambda m: list(m.keys()),
@@ -1471,6 +1520,7 @@ class CompiledTemplate:
         execution: ExecutionContext | None = None,
         now: datetime | None = None,
         tz: tzinfo | None = None,
+        time_limit: float | None = None,
     ) -> Any:
         """Evaluate against ``variables``.
 
@@ -1480,9 +1530,23 @@ class CompiledTemplate:
         is the zone in which ``dateTime()`` does calendar arithmetic.  Returns the
         raw value for a single-expression template (a ``dateTime()`` result is
         returned as its aware UTC ``datetime``), else the concatenated string.
+        ``time_limit`` (default :data:`TIME_LIMIT`) bounds the seconds spent walking
+        collections (``contains``, ``indexOf``, turning a collection into text).
         """
         if self.is_literal:
             return "".join(p for p in self._parts if isinstance(p, str))
+        outer = getattr(_clock, "deadline", None)
+        if outer is None:
+            limit = TIME_LIMIT if time_limit is None else time_limit
+            _clock.deadline = (monotonic() + limit, limit)
+        try:
+            return self._evaluate(variables, functions, execution, now, tz)
+        finally:
+            if outer is None:
+                _clock.deadline = None
+
+    def _evaluate(self, variables: Mapping[str, Any] | None, functions: Mapping[str, Callable[..., Any]] | None,
+                  execution: ExecutionContext | None, now: datetime | None, tz: tzinfo | None) -> Any:
         if now is not None:
             if now.tzinfo is None or now.utcoffset() is None:
                 raise JuelEvaluationError("now must be a timezone-aware datetime")

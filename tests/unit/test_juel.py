@@ -605,6 +605,8 @@ class TestLimits:
 
 
 def test_no_wall_clock_reads():
+    # Values never depend on the machine's clock (the monotonic clock only bounds how long
+    # an evaluation may run).
     source = Path(juel.__file__).read_text(encoding="utf-8")
     for forbidden in ("datetime.now(", "datetime.utcnow(", "date.today(", "time.time(", "import time"):
         assert forbidden not in source
