@@ -24,6 +24,9 @@ class Settings:
     script_time_limit: float = 2.0
     # Tasks whose due time is closer than this are "due soon" (amber).
     due_soon_minutes: int = 60
+    # Days a finished case is kept before it is anonymized, unless its process sets retention.days
+    # (engine/retention.py). 3 years: the general limitation period of civil claims (民法典 §188).
+    retention_days: int = 1095
     # Integration accounts that receive personal data unmasked (UNMASKED_API_USERS=notify-worker,his)
     unmasked_api_users: tuple[str, ...] = ()
 
@@ -40,6 +43,11 @@ class Settings:
             values["timezone"] = os.environ["HOSPITAL_TIMEZONE"]
         if os.environ.get("WORKFLOWS_DIR"):
             values["workflows_dir"] = Path(os.environ["WORKFLOWS_DIR"])
+        if os.environ.get("RETENTION_DAYS"):
+            raw = os.environ["RETENTION_DAYS"].strip()
+            if not raw.isdigit() or int(raw) < 1:
+                raise ValueError(f"RETENTION_DAYS must be a whole number of days (at least 1), got '{raw}'")
+            values["retention_days"] = int(raw)
         if os.environ.get("UNMASKED_API_USERS"):
             values["unmasked_api_users"] = tuple(
                 u.strip() for u in os.environ["UNMASKED_API_USERS"].split(",") if u.strip())

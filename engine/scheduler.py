@@ -33,6 +33,7 @@ from engine.service import TIMER_BUSY
 
 log = logging.getLogger(__name__)
 JOB_ID = "fire-timers"
+RETENTION_JOB_ID = "retention"  # once a day at 03:15 hospital time: engine/retention.py
 
 
 class SchedulerAlreadyRunning(EngineError):
@@ -108,6 +109,22 @@ class TimerScheduler:
             self._last_sla = now
         return fired
 
+    def run_retention(self) -> dict | None:
+        """The daily job: anonymize finished cases past retention, clear orphaned rows
+        (idempotent: several schedulers may run it at the same time)."""
+        from engine.retention import run_retention
+
+        try:
+            result = run_retention(self.engine, user="scheduler")
+        except Exception:
+            log.exception("retention job failed")
+            return None
+        log.info("retention: %s case(s) anonymized, %s orphaned row(s) deleted",
+                 result["anonymized"], result["orphaned_rows_deleted"])
+        for key, error in result["settings_errors"].items():
+            log.error("retention skipped process %s: %s", key, error)
+        return result
+
     def next_due(self) -> datetime | None:
         with self.engine.db.reader() as s:
             return s.execute(select(func.min(Timer.due_at)).where(Timer.status == "pending")).scalar()
@@ -182,6 +199,8 @@ class TimerScheduler:
         self._scheduler.add_job(self._tick, "interval", seconds=self.max_sleep, id=JOB_ID, max_instances=2,
                                 coalesce=True, misfire_grace_time=None,
                                 next_run_time=datetime.now(UTC))
+        self._scheduler.add_job(self.run_retention, "cron", hour=3, minute=15, timezone=self.engine.settings.tz,
+                                id=RETENTION_JOB_ID, max_instances=1, coalesce=True, misfire_grace_time=3600)
         # catch-up: the first run (now) fires everything that fell due while the service was down
         self._scheduler.start()
         log.info("timer scheduler %s started", self.worker_id)

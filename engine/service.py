@@ -1799,8 +1799,10 @@ class WorkflowEngine:
 
     def delete_deployment(self, deployment_id: str, *, cascade: bool = False, user: str | None = None) -> dict:
         """Delete a deployment: its resources and definitions. Refused while instances of its
-        definitions exist, unless `cascade`: then running ones are cancelled (each recorded in the
-        history) and all of them deleted. The history events stay as the audit trail."""
+        definitions exist, unless `cascade`: then running ones are cancelled and all of them deleted
+        with every row they left (engine.retention.purge_instances: history, variables, tasks,
+        external tasks, incidents, text messages). What stays is the history's own record of the
+        deletion (no instance ids, no patient data) and an "erase" line in the audit log."""
         from engine.models import Deployment
 
         with self.db.reader() as s:
@@ -1832,13 +1834,10 @@ class WorkflowEngine:
                 raise Conflict(f"a process instance of deployment '{deployment_id}' was started meanwhile; "
                                "try again", deployment_id=deployment_id)
             doomed_ids = list(s.execute(doomed).scalars())
-            task_ids = select(Task.id).where(Task.instance_id.in_(doomed_ids))
-            s.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(task_ids)))
-            s.execute(delete(Task).where(Task.instance_id.in_(doomed_ids)))
-            s.execute(delete(Timer).where(or_(Timer.instance_id.in_(doomed_ids), Timer.definition_id.in_(ids))))
-            s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id.in_(doomed_ids)))
-            s.execute(delete(InstanceVariable).where(InstanceVariable.instance_id.in_(doomed_ids)))
-            s.execute(delete(ProcessInstance).where(ProcessInstance.id.in_(doomed_ids)))
+            from engine.retention import purge_instances
+
+            purge_instances(s, doomed_ids)
+            s.execute(delete(Timer).where(Timer.definition_id.in_(ids)))
             s.execute(delete(ProcessDefinition).where(ProcessDefinition.id.in_(ids)))
             s.execute(delete(DecisionDefinition).where(DecisionDefinition.deployment_id == deployment_id))
             s.execute(delete(Resource).where(Resource.deployment_id == deployment_id))
@@ -1854,6 +1853,9 @@ class WorkflowEngine:
             self._record(s, None, user, "delete_deployment", details={
                 "deployment": deployment_id, "name": deployment.name, "cascade": cascade,
                 "definitions": ids, "instances_deleted": len(doomed_ids)})
+        if doomed_ids:
+            self.audit.record("erase", user=user, resource_type="deployment", resource_id=deployment_id,
+                              details={"cascade": True, "instances_deleted": len(doomed_ids)})
         return {"deployment_id": deployment_id, "definitions": ids, "instances_deleted": len(doomed_ids)}
 
     # --- external tasks (engine/external.py) ---
