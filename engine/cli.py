@@ -304,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("notify-worker", help="run the SMS notification worker (topic 'notify') in the foreground") \
         .set_defaults(func=cmd_notify_worker)
 
+    from engine import retention_cli
+
+    retention_cli.add_commands(sub)  # retention run, patient export / anonymize / erase
+
     p = sub.add_parser("serve", help="web server with the scheduler (development / make run)")
     p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     p.add_argument("--port")

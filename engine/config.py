@@ -30,6 +30,10 @@ class Settings:
     # Integration accounts that receive personal data unmasked (UNMASKED_API_USERS=notify-worker,his)
     unmasked_api_users: tuple[str, ...] = ()
 
+    # The shortest time allowed between two firings of a repeating timer (cycle or cron), in
+    # seconds (TIMER_MIN_INTERVAL): shorter ones are refused at deploy and when reached.
+    timer_min_interval: int = 60
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -51,5 +55,7 @@ class Settings:
         if os.environ.get("UNMASKED_API_USERS"):
             values["unmasked_api_users"] = tuple(
                 u.strip() for u in os.environ["UNMASKED_API_USERS"].split(",") if u.strip())
+        if os.environ.get("TIMER_MIN_INTERVAL"):
+            values["timer_min_interval"] = _positive_int("TIMER_MIN_INTERVAL", os.environ["TIMER_MIN_INTERVAL"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import threading
 import time
 import uuid
@@ -68,11 +69,13 @@ from engine.models import (
     User,
 )
 from engine.serialization import StateSerializer
+from engine.timer_queue import DueTimerPlan
 
 # Variables shown in lists and searched by (patient name or number, case number).
 SEARCH_VARIABLES = ("patientName", "patientNo", "patientId", "medicalRecordNo", "complainantName",
                     "caseNo", "bedNo", "ward")
 MAX_VARIABLE_NAME = 255
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -396,6 +399,7 @@ class WorkflowEngine:
         self._functions: dict | None = None
         self._definitions: dict[str, DefinitionInfo] = {}
         self._workflows = WorkflowCache()
+        self.timer_plan = DueTimerPlan()  # the fair order due timers fire in (engine/timer_queue.py)
         self._external_tasks = None
         self._audit = None
         self._decision_models: dict = {}
@@ -510,6 +514,7 @@ class WorkflowEngine:
                         value = juel.compile_template(expression).evaluate(
                             {}, functions=self.functions(), now=self.clock.now(), tz=self.settings.tz)
                     schedule = timer_lang.parse_timer(st["kind"], value, self.settings.tz)
+                    timer_lang.check_min_interval(schedule, timedelta(seconds=self.settings.timer_min_interval))
                 except Exception as exc:
                     raise EngineError(f"{row.resource_name}, element '{st['element']}': timer start event "
                                       f"'{expression}' cannot be scheduled: {exc}") from exc
@@ -630,7 +635,8 @@ class WorkflowEngine:
         return Runtime(now=self.clock.now, tz=self.settings.tz, functions=self.functions(),
                        evaluate_decision=evaluate,
                        business_key=row.business_key if row is not None else None,
-                       instance_id=row.id if row is not None else None)
+                       instance_id=row.id if row is not None else None,
+                       timer_min_interval=timedelta(seconds=self.settings.timer_min_interval))
 
     # The loaded instance of a command: the row as it was, its definition, the workflow and what
     # the workflow looked like before the command (the save step writes only the differences).
@@ -1248,11 +1254,42 @@ class WorkflowEngine:
 
     # ------------------------------------------------------------------------ timers ----------
     def fire_next_due(self) -> str | None:
-        """Claim the earliest due timer and fire it, in one transaction. Returns the timer's id,
-        TIMER_BUSY when its instance is held by another command right now (try again shortly), or
-        None when nothing is due. On PostgreSQL the claim is `FOR UPDATE SKIP LOCKED`, so several
-        schedulers share the work and each timer fires once; timers fire in due order, so a catch-up
-        after downtime replays an instance's timers in the order they fell due."""
+        """Fire one due timer, in its own transaction. Returns the timer's id, TIMER_BUSY when every
+        due timer's instance is held by another command right now (try again shortly), or None when
+        nothing is due.
+
+        Which one: round-robin across process definitions (engine/timer_queue.py), so one
+        definition's backlog cannot hold back another definition's timers; within a definition in
+        due order, and an instance's timers in the order they fell due (a catch-up after downtime
+        replays them so). On PostgreSQL the claim is `FOR UPDATE SKIP LOCKED`, so several schedulers
+        share the work and each timer fires once."""
+        plan = self.timer_plan
+        busy: list = []
+        planned = False
+        try:
+            while True:
+                entry = plan.take()
+                if entry is None:
+                    if planned:
+                        break
+                    with self.db.reader() as s:
+                        plan.replace(DueTimerPlan.due_firings(s, self.clock.now(), plan.per_definition))
+                    planned = True
+                    continue
+                result = self._fire_planned(entry)
+                if result == TIMER_BUSY:
+                    busy.append(entry)
+                elif result is not None:
+                    return result
+        finally:
+            if busy:
+                plan.put_back(busy)
+        return TIMER_BUSY if busy else None
+
+    def _fire_planned(self, entry) -> str | None:
+        """Claim and fire one planned entry: the start timer itself, or the instance's earliest due
+        timer. None when there is nothing to fire for it any more (fired meanwhile, or another
+        scheduler holds it)."""
         try:
             with self._command() as s:
                 if not self.db.is_sqlite:
@@ -1260,20 +1297,26 @@ class WorkflowEngine:
                     # and everything the firing changed was in the same transaction: never doubled.
                     s.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 now = self.clock.now()
-                q = (select(Timer).where(Timer.status == "pending", Timer.due_at <= now)
-                     .order_by(Timer.due_at, Timer.id).limit(1))
+                claimable = and_(Timer.status == "pending", Timer.due_at <= now)
+                timer_id = entry.timer_id
+                if entry.instance_id is not None:
+                    if not self.db.is_sqlite:
+                        # Commands lock the instance, then its timer rows; a firing does the same but
+                        # never waits (the two could deadlock): it steps aside while one is inside.
+                        held = s.execute(select(ProcessInstance.id).where(ProcessInstance.id == entry.instance_id)
+                                         .with_for_update(skip_locked=True)).first()
+                        if held is None:
+                            raise _InstanceBusy()
+                    timer_id = s.execute(select(Timer.id).where(Timer.instance_id == entry.instance_id, claimable)
+                                         .order_by(Timer.due_at, Timer.id).limit(1)).scalar()
+                    if timer_id is None:
+                        return None
+                q = select(Timer).where(Timer.id == timer_id, claimable)
                 if not self.db.is_sqlite:
                     q = q.with_for_update(skip_locked=True)
                 timer = s.execute(q).scalar_one_or_none()
                 if timer is None:
                     return None
-                if timer.instance_id is not None and not self.db.is_sqlite:
-                    # Commands lock the instance, then change its timer rows; a firing holding the timer
-                    # row must not wait for the instance (the two would deadlock): step aside instead.
-                    held = s.execute(select(ProcessInstance.id).where(ProcessInstance.id == timer.instance_id)
-                                     .with_for_update(skip_locked=True)).first()
-                    if held is None:
-                        raise _InstanceBusy()
                 try:
                     self._fire(s, timer, now)
                 except Exception as exc:
@@ -1296,25 +1339,48 @@ class WorkflowEngine:
         self._save(s, loaded, cmd)
 
     def _fire_start_timer(self, s: Session, timer: Timer, now: datetime) -> bool:
+        """Start an instance; a cycle that missed firings (the service was down) fires once for all
+        of them, as Quartz's and Camunda's misfire handling do, and goes on at its next due time
+        after now: the missed ones are counted, noted in the new instance's history, not replayed."""
         from engine.dialect import timers as timer_lang
 
-        definition = s.get(ProcessDefinition, timer.definition_id)
-        self._start(s, None, definition.id, None, {}, "scheduler", None, start_event=timer.element_id)
-        timer.fired_count += 1
         schedule = timer_lang.TimerSchedule.from_dict(timer.schedule) if timer.schedule else None
-        following = schedule.next_due(timer.due_at, timer.fired_count) if schedule else None
+        if schedule is not None:
+            # a start timer deployed before the minimum interval existed (or before it was raised)
+            # does not fire; it is postponed with back-off and shows as a failed timer until a new
+            # version of the process replaces it
+            timer_lang.check_min_interval(schedule, timedelta(seconds=self.settings.timer_min_interval))
+        definition = s.get(ProcessDefinition, timer.definition_id)
+        started = self._start(s, None, definition.id, None, {}, "scheduler", None, start_event=timer.element_id)
+        timer.fired_count += 1
+        following, missed = (schedule.next_after(timer.due_at, timer.fired_count, now)
+                             if schedule else (None, 0))
+        if missed:
+            timer.fired_count += missed
+            self._record(s, started["id"], "scheduler", "timer_catch_up", element_id=timer.element_id,
+                         details={"due_at": timer.due_at.isoformat(), "missed": missed,
+                                  "next_due": following.isoformat() if following else None})
         if following is None:
             s.delete(timer)
         else:
             timer.due_at = following
+            timer.attempts = 0
+            timer.last_error = None
             timer.lease_owner = timer.lease_until = None
         return True
 
     def fire_due_timers(self, limit: int = 100_000) -> int:
-        """Fire every timer that is due now, in due order (the scheduler's loop, also a CLI command)."""
+        """Fire every timer that is due now (the scheduler's loop, also a CLI command). A timer that
+        fails is postponed with back-off (postpone_timer) as the scheduler does, so it cannot keep
+        the timers after it from firing. Returns how many fired."""
         fired = busy = 0
         while fired < limit:
-            result = self.fire_next_due()
+            try:
+                result = self.fire_next_due()
+            except TimerFiringError as exc:
+                log.error("%s", exc.message)
+                self.postpone_timer(exc.details["timer_id"], exc.message)
+                continue
             if result is None:
                 break
             if result == TIMER_BUSY:

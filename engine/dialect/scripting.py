@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +34,8 @@ class Runtime:
     # Timers due at or before this moment fire (the scheduler fires one due time at a time, so a
     # catch-up after downtime runs the timers of an instance in their due order).
     fire_until: datetime | None = None
+    # Repeating timers reached at run time (`${…}` cycles) may not fire more often than this.
+    timer_min_interval: timedelta = timedelta(seconds=60)
 
 
 class DialectScriptEngine(SandboxedScriptEngine):
@@ -48,6 +50,10 @@ class DialectScriptEngine(SandboxedScriptEngine):
 
     def now(self) -> datetime:
         return self.runtime.now()
+
+    @property
+    def timer_min_interval(self) -> timedelta:
+        return self.runtime.timer_min_interval
 
     def fire_until(self) -> datetime:
         now = self.runtime.now()
