@@ -56,6 +56,9 @@ class Settings:
             values["unmasked_api_users"] = tuple(
                 u.strip() for u in os.environ["UNMASKED_API_USERS"].split(",") if u.strip())
         if os.environ.get("TIMER_MIN_INTERVAL"):
-            values["timer_min_interval"] = _positive_int("TIMER_MIN_INTERVAL", os.environ["TIMER_MIN_INTERVAL"])
+            raw = os.environ["TIMER_MIN_INTERVAL"].strip()
+            if not raw.isdigit() or int(raw) < 1:
+                raise ValueError(f"TIMER_MIN_INTERVAL must be a whole number of seconds (at least 1), got '{raw}'")
+            values["timer_min_interval"] = int(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

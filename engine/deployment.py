@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -117,7 +118,8 @@ class Deployer:
             if root.tag != "{%s}definitions" % NSMAP["bpmn"]:
                 raise DeploymentError("not a BPMN 2.0 file (the root element must be bpmn:definitions)",
                                       file=pf.name, line=root.sourceline)
-            BpmnChecker(pf.name, self.engine.settings.tz, self.engine.function_names()).check(root)
+            BpmnChecker(pf.name, self.engine.settings.tz, self.engine.function_names(),
+                        timedelta(seconds=self.engine.settings.timer_min_interval)).check(root)
             roots[pf.name] = root
             try:
                 parser.add_bpmn_xml(root, pf.name)

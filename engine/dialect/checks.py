@@ -7,6 +7,7 @@ evaluate — not at 3 a.m. in a running instance.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from engine.dialect import juel
@@ -49,10 +50,12 @@ def _owner_id(node) -> str | None:
 
 
 class BpmnChecker:
-    def __init__(self, filename: str, tz: ZoneInfo, function_names: Iterable[str]):
+    def __init__(self, filename: str, tz: ZoneInfo, function_names: Iterable[str],
+                 timer_min_interval: timedelta = timedelta(seconds=60)):
         self.filename = filename
         self.tz = tz
         self.function_names = set(function_names) | {"now", "dateTime"}
+        self.timer_min_interval = timer_min_interval
 
     def fail(self, node, reason: str, attribute: str | None = None):
         raise DeploymentError(reason, file=self.filename, element=_owner_id(node), attribute=attribute,
@@ -258,7 +261,8 @@ class BpmnChecker:
             self.check_template(owner, text, kind)
             return
         try:
-            timer_lang.parse_timer(kind, text, self.tz)
+            schedule = timer_lang.parse_timer(kind, text, self.tz)
+            timer_lang.check_min_interval(schedule, self.timer_min_interval)
         except timer_lang.TimerExpressionError as exc:
             self.fail(owner, f"{kind} '{text}': {exc}", kind)
 

@@ -640,7 +640,11 @@ class _ClockTimer:
         engine = _engine(my_task)
         value = engine.evaluate_timer_expression(my_task, self.expression)
         try:
-            return timer_lang.parse_timer(self.kind, value, engine.tz)
+            schedule = timer_lang.parse_timer(self.kind, value, engine.tz)
+            # A `${…}` cycle could not be checked at deploy: the floor is enforced here, and the
+            # command that reached the timer fails naming the element (see README, TIMER_MIN_INTERVAL).
+            timer_lang.check_min_interval(schedule, engine.timer_min_interval)
+            return schedule
         except timer_lang.TimerExpressionError as exc:
             _fail(my_task, f"{self.kind} '{self.expression}': {exc}", exc)
 

@@ -59,6 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,6 +74,8 @@ __all__ = [
     "IsoDuration",
     "TimerExpressionError",
     "TimerSchedule",
+    "check_min_interval",
+    "describe_gap",
     "parse_iso_datetime",
     "parse_iso_duration",
     "parse_timer",
@@ -81,6 +84,7 @@ __all__ = [
 TIMER_KINDS = ("timeDate", "timeDuration", "timeCycle")
 _MAX_DURATION_SECONDS = 200 * 366 * 86400  # refuse durations longer than ~200 years
 _CRON_SEARCH_YEARS = 30  # every day-of-week / leap-year combination recurs within 28 years
+_CATCH_UP_STEPS = 5000  # missed firings counted one by one before a catch-up jumps ahead
 
 
 class TimerExpressionError(ValueError):
@@ -510,6 +514,40 @@ class TimerSchedule(ABC):
     def describe(self, lang: str = "zh") -> str:
         """A short human description: Chinese (``"zh"``, default) or English (``"en"``)."""
 
+    def shortest_gap(self) -> timedelta | None:
+        """The shortest time there can be between two consecutive firings (wall-clock arithmetic
+        in ``tz``; a daylight-saving jump can bring two firings up to an hour closer once); None
+        when the timer fires at most once."""
+        return None
+
+    def next_after(self, previous_due: datetime, fired: int, now: datetime) -> tuple[datetime | None, int]:
+        """Catch-up: the first due time after ``now`` that follows ``previous_due`` (which just
+        fired as the ``fired``-th firing), and how many due times in between were missed
+        (they fall in ``(previous_due, now]``).  ``(None, missed)`` when the schedule ends.
+
+        The missed firings count as used: ``R5/PT1H`` that missed three fires at most once more.
+        """
+        now = _require_aware(now, "now")
+        missed = 0
+        due = self.next_due(previous_due, fired)
+        while due is not None and due <= now and missed < _CATCH_UP_STEPS:
+            missed += 1
+            due = self.next_due(due, fired + missed)
+        if due is not None and due <= now:
+            # far behind (a legacy every-second schedule after a long downtime): jump, and
+            # estimate the missed count from the shortest gap instead of stepping through them all
+            gap = self.shortest_gap()
+            if gap:
+                missed = max(missed, (now - previous_due) // gap)
+            if self.repetitions is not None:
+                missed = min(missed, max(self.repetitions - fired, 0))
+            due = self._first_due_after(now)
+        return due, missed
+
+    def _first_due_after(self, now: datetime) -> datetime | None:
+        """The first due time after ``now`` (only used for schedules that can fire often)."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form: ``{"version": 1, "kind": …, "value": …, "tz": …}``."""
         return {"version": 1, "kind": self.kind, "value": self.value, "tz": _tz_to_text(self.tz)}
@@ -660,6 +698,40 @@ class CycleSchedule(TimerSchedule):
             except (OverflowError, ValueError):
                 return None
         return self._first_after(previous_due)
+
+    def shortest_gap(self) -> timedelta | None:
+        if self.repetitions == 1:
+            return None
+        duration = self.duration
+        gap = timedelta(microseconds=duration.exact_microseconds)
+        days = duration.years * 365 + duration.months * 28 + duration.weeks * 7 + duration.days
+        if days:  # calendar days: the shortest month, a day shortened by a daylight-saving jump
+            gap += timedelta(days=days) - timedelta(hours=1)
+        return gap
+
+    def next_after(self, previous_due: datetime, fired: int, now: datetime) -> tuple[datetime | None, int]:
+        now = _require_aware(now, "now")
+        previous_due = _require_aware(previous_due, "previous_due")
+        if self.duration.has_calendar_part or self.start is not None or self.end is not None:
+            return super().next_after(previous_due, fired, now)
+        # R/PTnS from a previous firing: the missed ones are counted, not stepped through
+        step = self.duration.exact_microseconds
+        behind = (now - previous_due) // timedelta(microseconds=1)
+        missed = max(behind // step, 0)
+        if self.repetitions is not None:
+            missed = min(missed, max(self.repetitions - fired, 0))
+        if self.repetitions is not None and fired + missed >= self.repetitions:
+            return None, missed
+        try:
+            due = self.duration.add_to(previous_due, self.tz, missed + 1)
+        except (OverflowError, ValueError):
+            return None, missed
+        return due, missed
+
+    def _first_due_after(self, now: datetime) -> datetime | None:
+        if self.start is None and self.end is None:  # calendar steps: a day or more from now
+            return self.next_due(now, 0)
+        return self._first_after(now)
 
     def describe(self, lang: str = "zh") -> str:
         chinese = _is_chinese(lang)
@@ -946,6 +1018,46 @@ class CronSchedule(TimerSchedule):
         self._check_fired(fired)
         return self._next_after(_require_aware(previous_due, "previous_due"))
 
+    def _first_due_after(self, now: datetime) -> datetime | None:
+        return self._next_after(now)
+
+    def shortest_gap(self) -> timedelta | None:
+        """Exact on the wall clock: the seconds, minutes and hours are a product (each matching
+        day has the same times), so consecutive firings are closest within a minute, across a
+        minute, across an hour, or across two matching days."""
+        seconds, minutes, hours = self.seconds, self.minutes, self.hours
+        first_of_day = hours[0] * 3600 + minutes[0] * 60 + seconds[0]
+        last_of_day = hours[-1] * 3600 + minutes[-1] * 60 + seconds[-1]
+        gaps = []
+        if len(seconds) > 1:
+            gaps.append(_smallest_step(seconds))
+        if len(minutes) > 1:
+            gaps.append(_smallest_step(minutes) * 60 - seconds[-1] + seconds[0])
+        if len(hours) > 1:
+            gaps.append(_smallest_step(hours) * 3600 - (minutes[-1] * 60 + seconds[-1])
+                        + (minutes[0] * 60 + seconds[0]))
+        days = self._smallest_day_step()
+        if days is not None:
+            gaps.append(days * 86400 - last_of_day + first_of_day)
+        return timedelta(seconds=min(gaps)) if gaps else None
+
+    def _smallest_day_step(self) -> int | None:
+        """The fewest days between two consecutive matching dates (None: at most one date matches).
+        Without a year field 28 years hold every weekday / leap-year combination."""
+        years = sorted(self.years) if self.years is not None else range(2000, 2000 + _CRON_SEARCH_YEARS)
+        smallest = previous = None
+        for year in years:
+            for month in self.months:
+                for day in self._days(year, month):
+                    ordinal = date(year, month, day).toordinal()
+                    if previous is not None:
+                        step = ordinal - previous
+                        smallest = step if smallest is None else min(smallest, step)
+                        if smallest == 1:
+                            return 1
+                    previous = ordinal
+        return smallest
+
     def describe(self, lang: str = "zh") -> str:
         chinese = _is_chinese(lang)
         second, minute, hour, dom, month, dow = self.fields[:6]
@@ -1027,6 +1139,31 @@ def _every_step(second: str, minute: str, hour: str) -> tuple[int, str] | None:
     if minute == "*" and hour == "*" and every_second:
         return every_second, "seconds"
     return None
+
+
+def _smallest_step(values: list[int]) -> int:
+    return min(later - earlier for earlier, later in pairwise(values))
+
+
+def describe_gap(gap: timedelta, lang: str = "en") -> str:
+    """``timedelta(seconds=10)`` → ``"10 seconds"`` / ``"10 秒"``."""
+    return _duration_from_timedelta(gap).describe(lang)
+
+
+def check_min_interval(schedule: TimerSchedule, minimum: timedelta) -> None:
+    """Refuse a schedule whose consecutive firings can be closer than ``minimum`` (the setting
+    TIMER_MIN_INTERVAL): a timer repeating every few milliseconds starts instances or tokens faster
+    than anything can handle them.  One-shot timers (dates, durations, ``R1/…``) always pass."""
+    if minimum <= timedelta(0):
+        return
+    gap = schedule.shortest_gap()
+    if gap is None or gap >= minimum:
+        return
+    what = f"cron expression {schedule.value!r}" if isinstance(schedule, CronSchedule) \
+        else f"timer cycle {schedule.value!r}"
+    raise TimerExpressionError(
+        f"{what} would fire again only {describe_gap(gap)} after a firing; a timer may repeat at most "
+        f"once every {describe_gap(minimum)} (setting TIMER_MIN_INTERVAL)")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -137,13 +137,50 @@ def test_a_firing_that_fails_midway_leaves_the_timer_to_fire_again(engine, clock
 
     monkeypatch.setattr(engine, "_save", crash)
     with pytest.raises(TimerFiringError) as err:
-        engine.fire_due_timers()
+        engine.fire_next_due()
     assert "power cut" in str(err.value)
     monkeypatch.setattr(engine, "_save", original)
     assert open_elements(engine, inst["id"]) == []  # nothing of the half-done firing was kept
     assert engine.fire_due_timers() == 1
     assert open_elements(engine, inst["id"]) == ["Handle"]
     assert engine.fire_due_timers() == 0
+
+
+def test_fire_due_timers_postpones_a_broken_timer_and_fires_the_ones_after_it(engine, clock, monkeypatch):
+    """The CLI / demo loop: one timer that cannot fire is retried later with back-off (as the
+    scheduler does) instead of stopping every timer due after it."""
+    deploy(engine)
+    broken = engine.start("timer_kinds", business_key="B-1")
+    clock.advance(minutes=1)
+    healthy = [engine.start("timer_kinds", business_key=f"B-{n}")["id"] for n in (2, 3)]
+    clock.advance(minutes=30)
+    original = engine._fire
+
+    def fire(s, timer, now):
+        if timer.instance_id == broken["id"]:
+            raise RuntimeError("the decision table is missing")
+        return original(s, timer, now)
+
+    monkeypatch.setattr(engine, "_fire", fire)
+    assert engine.fire_due_timers() == 2  # the two after the broken one fired
+    assert [open_elements(engine, i) for i in healthy] == [["Handle"], ["Handle"]]
+    assert open_elements(engine, broken["id"]) == []
+    with engine.db.reader() as s:
+        timer = s.execute(select(Timer).where(Timer.instance_id == broken["id"])).scalar_one()
+    assert timer.status == "pending" and timer.attempts == 1
+    assert timer.due_at == clock.now() + timedelta(minutes=1)  # back-off: 1, 2, 4 … minutes
+    assert "decision table is missing" in timer.last_error
+    (failed,) = [h for h in engine.get_instance(broken["id"])["history"] if h["action"] == "timer_failed"]
+    assert "decision table is missing" in failed["details"]["error"]
+    assert engine.fire_due_timers() == 0  # not retried at once
+    clock.advance(minutes=1)
+    assert engine.fire_due_timers() == 0
+    with engine.db.reader() as s:
+        assert s.execute(select(Timer.attempts).where(Timer.instance_id == broken["id"])).scalar() == 2
+    monkeypatch.setattr(engine, "_fire", original)
+    clock.advance(minutes=2)
+    assert engine.fire_due_timers() == 1
+    assert open_elements(engine, broken["id"]) == ["Handle"]
 
 
 def test_sqlite_refuses_a_second_scheduler(engine):
