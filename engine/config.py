@@ -20,8 +20,16 @@ class Settings:
     database_url: str = field(default_factory=default_database_url)
     timezone: str = "Asia/Shanghai"
     workflows_dir: Path = PROJECT_ROOT / "workflows"
-    # Seconds a script or expression may run before it is stopped.
+    # Budget of diagram code (README "Limits of diagram code"). CPU seconds a script, Python
+    # condition, FEEL or ${...} expression may use (SCRIPT_TIME_LIMIT); wall seconds before a
+    # script's worker process is killed (SCRIPT_WALL_TIME_LIMIT); MiB a script's worker may grow
+    # (SCRIPT_MEMORY_LIMIT_MB); iterations/list items of one FEEL evaluation
+    # (EXPRESSION_MAX_ITERATIONS) and characters of one text it builds (EXPRESSION_MAX_TEXT).
     script_time_limit: float = 2.0
+    script_wall_time_limit: float = 10.0
+    script_memory_limit_mb: int = 512
+    expression_max_iterations: int = 100_000
+    expression_max_text: int = 1_000_000
     # Tasks whose due time is closer than this are "due soon" (amber).
     due_soon_minutes: int = 60
     # Days a finished case is kept before it is anonymized, unless its process sets retention.days
@@ -60,5 +68,21 @@ class Settings:
             if not raw.isdigit() or int(raw) < 1:
                 raise ValueError(f"TIMER_MIN_INTERVAL must be a whole number of seconds (at least 1), got '{raw}'")
             values["timer_min_interval"] = int(raw)
+        for name, kind in (("SCRIPT_TIME_LIMIT", float), ("SCRIPT_WALL_TIME_LIMIT", float),
+                           ("SCRIPT_MEMORY_LIMIT_MB", int), ("EXPRESSION_MAX_ITERATIONS", int),
+                           ("EXPRESSION_MAX_TEXT", int)):
+            if os.environ.get(name):
+                values[name.lower()] = _budget_setting(name, os.environ[name], kind)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _budget_setting(name: str, raw: str, kind: type) -> float:
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, not {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be more than 0, not {raw!r}")
+    return value

@@ -51,7 +51,7 @@ from engine.config import Settings
 from engine.db import Database
 from engine.deployment import Deployer, DeploymentResult, workflow_files
 from engine.dialect import dmn, juel
-from engine.dialect.scripting import DialectScriptEngine, Runtime
+from engine.dialect.scripting import DialectScriptEngine, Runtime, budgets_from
 from engine.dialect.specs import ExternalServiceTask, timer_due
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, ProcessError, TimerFiringError
 from engine.forms import TaskForm
@@ -512,7 +512,8 @@ class WorkflowEngine:
                     value = expression
                     if juel.is_expression(expression):
                         value = juel.compile_template(expression).evaluate(
-                            {}, functions=self.functions(), now=self.clock.now(), tz=self.settings.tz)
+                            {}, functions=self.functions(), now=self.clock.now(), tz=self.settings.tz,
+                            time_limit=budgets_from(self.settings).juel_time)
                     schedule = timer_lang.parse_timer(st["kind"], value, self.settings.tz)
                     timer_lang.check_min_interval(schedule, timedelta(seconds=self.settings.timer_min_interval))
                 except Exception as exc:
@@ -593,7 +594,7 @@ class WorkflowEngine:
             if len(self._decision_models) > 256:
                 self._decision_models.clear()
             self._decision_models[row.id] = model
-        return model.evaluate(row.key, variables)
+        return model.evaluate(row.key, variables, limits=budgets_from(self.settings).feel)
 
     def evaluate_decision(self, key: str | None = None, variables: Mapping | None = None, *,
                           definition_id: str | None = None, version: int | None = None) -> list[dict]:
@@ -633,6 +634,7 @@ class WorkflowEngine:
                 raise WorkflowTaskException(f"decision '{key}': {exc}", task=task) from exc
 
         return Runtime(now=self.clock.now, tz=self.settings.tz, functions=self.functions(),
+                       budgets=budgets_from(self.settings),
                        evaluate_decision=evaluate,
                        business_key=row.business_key if row is not None else None,
                        instance_id=row.id if row is not None else None,

@@ -4,10 +4,15 @@
 that SpiffWorkflow evaluates (Python conditions, script tasks) runs in the sandbox
 (`engine.sandbox`). SpiffWorkflow does not serialize the script engine, so the engine sets a new
 one on every load: a loaded instance is always sandboxed.
+
+Budgets: scripts and Python conditions run in a worker process that is killed past its
+CPU/wall time (`engine.sandbox_worker`); FEEL and `${…}` evaluations count iterations, sizes and
+time themselves. :func:`budgets_from` turns the settings (`script_time_limit`...) into those limits.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -16,8 +21,36 @@ from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 
+from engine.config import Settings
 from engine.dialect import juel
-from engine.sandbox import SandboxedEnvironment, SandboxedScriptEngine
+from engine.dialect.feel import FeelLimits
+from engine.sandbox import SandboxedEnvironment, SandboxedScriptEngine, SandboxLimits
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The limits of diagram code while one command runs."""
+
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+    feel: FeelLimits = field(default_factory=FeelLimits)
+    juel_time: float = juel.TIME_LIMIT
+
+
+def budgets_from(settings: Settings) -> Budgets:
+    """The budgets that :class:`engine.config.Settings` asks for."""
+    return _budgets(float(settings.script_time_limit), float(settings.script_wall_time_limit),
+                    int(settings.script_memory_limit_mb), int(settings.expression_max_iterations),
+                    int(settings.expression_max_text))
+
+
+@functools.lru_cache(maxsize=16)
+def _budgets(cpu: float, wall: float, memory_mb: int, iterations: int, text: int) -> Budgets:
+    return Budgets(
+        sandbox=SandboxLimits(cpu_time=cpu, wall_time=wall, max_memory_growth=memory_mb * 1024 * 1024),
+        feel=FeelLimits(time_limit=cpu, wall_time=wall, max_iterations=iterations, max_items=iterations,
+                        max_text=text),
+        juel_time=cpu,
+    )
 
 
 @dataclass
@@ -34,13 +67,15 @@ class Runtime:
     # Timers due at or before this moment fire (the scheduler fires one due time at a time, so a
     # catch-up after downtime runs the timers of an instance in their due order).
     fire_until: datetime | None = None
+    budgets: Budgets = field(default_factory=Budgets)
     # Repeating timers reached at run time (`${…}` cycles) may not fire more often than this.
     timer_min_interval: timedelta = timedelta(seconds=60)
 
 
 class DialectScriptEngine(SandboxedScriptEngine):
     def __init__(self, runtime: Runtime):
-        super().__init__(environment=SandboxedEnvironment(environment_globals=dict(runtime.functions)))
+        super().__init__(environment=SandboxedEnvironment(environment_globals=dict(runtime.functions),
+                                                          limits=runtime.budgets.sandbox))
         self.runtime = runtime
 
     # -- clock ---------------------------------------------------------------------------------
@@ -78,7 +113,8 @@ class DialectScriptEngine(SandboxedScriptEngine):
         try:
             template = juel.compile_template(text)
             return template.evaluate(variables, functions=self.runtime.functions,
-                                     execution=self._execution(task, variables), now=self.now(), tz=self.tz)
+                                     execution=self._execution(task, variables), now=self.now(), tz=self.tz,
+                                     time_limit=self.runtime.budgets.juel_time)
         except (juel.JuelSyntaxError, juel.JuelEvaluationError) as exc:
             where = f" in {attribute}" if attribute else ""
             raise WorkflowTaskException(f"expression '{text}'{where}: {exc}", task=task, exception=exc) from exc
