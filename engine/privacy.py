@@ -50,6 +50,8 @@ from typing import Any
 
 from lxml import etree
 
+from engine.errors import EngineError
+
 PHONE = "phone"
 ID_NUMBER = "idNumber"
 ADDRESS = "address"
@@ -70,8 +72,8 @@ DEFAULT_PATIENT_KEYS = ("patientNo", "patientId", "medicalRecordNo", "recordNo")
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
-_B = "{%s}" % BPMN_NS
-_C = "{%s}" % CAMUNDA_NS
+_B = f"{{{BPMN_NS}}}"
+_C = f"{{{CAMUNDA_NS}}}"
 STEP_TAGS = {f"{_B}userTask", f"{_B}manualTask", f"{_B}task", f"{_B}startEvent"}
 
 
@@ -333,7 +335,7 @@ class PolicyCache:
         try:
             _name, xml = engine.definition_xml(definition_id)
             policy = policy_from_bpmn(xml, definition_id.split(":", 1)[0])
-        except Exception:  # an unreadable or deleted definition: the defaults still protect
+        except (EngineError, etree.XMLSyntaxError, ValueError):  # deleted or unreadable: the defaults protect
             policy = PiiPolicy()
         with self._lock:
             self._entries[definition_id] = policy
@@ -402,16 +404,16 @@ class Masker:
         return out
 
     def history(self, entries: Iterable[Mapping[str, Any]]) -> list[dict]:
-        """History entries whose details carry submitted values (a completion, a start, a message)."""
+        """History entries with the values in their details masked (a completion's submitted
+        variables, a variables event's changes, a message's payload: one level of nesting)."""
         out = []
         for h in entries:
             details = h.get("details")
-            if isinstance(details, dict) and any(isinstance(details.get(k), dict) for k in _VALUE_KEYS):
-                details = {k: (self.values(v) if k in _VALUE_KEYS and isinstance(v, dict) else v)
-                           for k, v in details.items()}
+            if isinstance(details, dict) and details:
+                details = self.values({k: (self.values(v) if isinstance(v, dict) else v)
+                                       for k, v in details.items()})
                 h = {**h, "details": details}
             out.append(dict(h))
         return out
 
 
-_VALUE_KEYS = ("variables", "values", "correlation_keys", "data")

@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 from engine.dialect import dmn
 from engine.errors import EngineError, Forbidden, InvalidInput, NotFound
 from engine.service import TaskQuery, WorkflowEngine
-from web import access
+from web import access, masking
 from web.errors import http_status
 from web.rest_auth import ApiUser, basic_user, session_user
 
@@ -679,14 +679,19 @@ def list_instances(args: dict) -> dict:
         process_key=args.get("process_key"), definition_id=args.get("definition_id"),
         business_key=args.get("business_key"), status=args.get("status"), search=args.get("search"),
         visible_to=_user().visibility, order=[("started_at", True)], offset=args["offset"], limit=args["limit"])
+    items = [masking.mask_summary(i, _user().staff) for i in items]  # lists never show personal data in full
     return {"items": items, "total": total, "offset": args["offset"], "limit": args["limit"]}
 
 
 @rest.get("/instances/<instance_id>")
 @rest.response(200, InstanceDetailSchema)
 def get_instance(instance_id: str) -> dict:
-    """An instance with its variables, active elements, the path taken and its history."""
-    return _visible_instance(instance_id)
+    """An instance with its variables, active elements, the path taken and its history.
+
+    Phone numbers, ID numbers and addresses are masked (136****2222) unless the caller works on an
+    open step of the case that needs them (or is listed in UNMASKED_API_USERS); the read is
+    audited. `POST /instances/{id}/variables/{name}/reveal` shows one value in full."""
+    return masking.read_instance(_visible_instance(instance_id), _user().staff)
 
 
 VARIABLES_RESPONSE = {200: {"description": "name → value and type", "content": {"application/json": {"schema": {
@@ -698,9 +703,26 @@ VARIABLES_RESPONSE = {200: {"description": "name → value and type", "content":
 @rest.get("/instances/<instance_id>/variables")
 @rest.doc(responses=VARIABLES_RESPONSE)
 def instance_variables(instance_id: str) -> Response:
-    """The instance's variables with their types."""
-    _visible_instance(instance_id)
-    return jsonify(_json_safe(_engine().get_variables(instance_id)))
+    """The instance's variables with their types (personal data masked as on the instance; the
+    read is audited)."""
+    instance = _visible_instance(instance_id)
+    stored = masking.read_variables(_engine().get_variables(instance_id), _user().staff,
+                                    definition_id=instance["definition_id"], instance_id=instance_id,
+                                    tasks=instance["tasks"])
+    return jsonify(_json_safe(stored))
+
+
+@rest.post("/instances/<instance_id>/variables/<name>/reveal")
+@rest.doc(responses={200: {"description": "the value in full", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"name": {"type": "string"}, "value": {"nullable": True}}}}}}})
+def reveal_variable(instance_id: str, name: str) -> Response:
+    """One variable of a case the caller may see, in full (a masked phone, ID number or address);
+    written to the audit log as `reveal`."""
+    instance = _visible_instance(instance_id)
+    if name not in instance["variables"]:
+        raise NotFound(f"process instance '{instance_id}' has no variable '{name}'", instance_id=instance_id,
+                       variable=name)
+    return jsonify(_json_safe({"name": name, "value": masking.reveal_variable(instance, name, _user().staff)}))
 
 
 @rest.post("/instances")

@@ -58,14 +58,10 @@ def reveal(instance_id: str, name: str):
 
     who = staff()
     instance = visible_instance(instance_id)  # 404 for a case the user may not see
-    variables = instance["variables"]
-    if name not in variables:
+    try:
+        value = masking.reveal_variable(instance, name, who)
+    except KeyError:
         abort(404)
-    masker = masking.for_instance(instance, who)
-    value = variables[name]
-    masking.audit_read("reveal", who, resource_type="variable", resource_id=name, instance_id=instance_id,
-                       patient=masker.patient(variables),
-                       details={"variable": name, "kind": masker.kind_of(name)})
     text = format_value(value)
     if request.headers.get("X-Requested-With") or request.accept_mimetypes.best == "application/json":
         return jsonify(name=name, value=value, text=text)

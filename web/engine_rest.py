@@ -25,6 +25,7 @@ from engine.deployment import content_hash, file_kind
 from engine.dialect import dmn
 from engine.errors import Conflict, DeploymentError, EngineError, Forbidden, InvalidInput, NotFound
 from engine.service import TaskQuery, WorkflowEngine
+from web import masking
 from web.access import can_unclaim
 from web.camunda_types import (
     FORM_FIELD_TYPES,
@@ -578,7 +579,7 @@ def _start(p: dict) -> Response:
                         user=_user().username)
     dto = _instance_dto(inst, _tenants().get(p["deployment_id"]))
     if body.get("withVariablesInReturn") is True:
-        dto["variables"] = variables_to_camunda(engine.get_variables(inst["id"]), _tz())
+        dto["variables"] = variables_to_camunda(_readable(engine.get_variables(inst["id"]), inst), _tz())
     return jsonify(dto)
 
 
@@ -834,7 +835,8 @@ def _complete(task_id: str) -> Response:
     engine = _engine()
     engine.complete(task_id, variables, user=_user().username)
     if body.get("withVariablesInReturn") is True:
-        return jsonify(variables_to_camunda(engine.get_variables(task["instance_id"]), _tz()))
+        stored = _readable(engine.get_variables(task["instance_id"]), task, resource=("task", task_id))
+        return jsonify(variables_to_camunda(stored, _tz()))
     return Response(status=204)
 
 
@@ -860,7 +862,7 @@ def task_form_variables(task_id: str) -> Response:
     wanted = params.texts("variableNames")
     task = _open_task(task_id)
     engine = _engine()
-    current = engine.get_variables(task["instance_id"])
+    current = _readable(engine.get_variables(task["instance_id"]), task, resource=("task", task_id))
     out = {}
     for f in engine.task_form(task_id).fields:
         if wanted is not None and f.id not in wanted:
@@ -874,7 +876,18 @@ def task_form_variables(task_id: str) -> Response:
 def task_variables(task_id: str) -> Response:
     Params(request.args, {"deserializeValues"})
     task = _open_task(task_id)
-    return jsonify(variables_to_camunda(_engine().get_variables(task["instance_id"]), _tz()))
+    stored = _readable(_engine().get_variables(task["instance_id"]), task, resource=("task", task_id))
+    return jsonify(variables_to_camunda(stored, _tz()))
+
+
+def _readable(stored: dict, owner: dict, *, resource: tuple[str, str] | None = None) -> dict:
+    """Variables as the caller may read them: phone numbers, ID numbers and addresses masked unless
+    the caller works on an open step of the case that needs them or is listed in UNMASKED_API_USERS
+    (web/masking.py); the read is audited. `owner` is the instance or task they belong to."""
+    instance_id = owner.get("instance_id") or owner["id"]
+    kind, ident = resource or ("instance", instance_id)
+    return masking.read_variables(stored, _user().staff, definition_id=owner.get("definition_id"),
+                                  instance_id=instance_id, resource_type=kind, resource_id=ident)
 
 
 # -------------------------------------------------------------------------------- message ---
@@ -922,7 +935,7 @@ def correlate_message() -> Response:
         else:
             entry = {"resultType": "ProcessDefinition", "execution": None, "processInstance": _instance_dto(inst)}
         if body.get("variablesInResultEnabled") is True:
-            entry["variables"] = variables_to_camunda(engine.get_variables(inst["id"]), tz)
+            entry["variables"] = variables_to_camunda(_readable(engine.get_variables(inst["id"]), inst), tz)
         out.append(entry)
     return jsonify(out)
 
@@ -993,18 +1006,19 @@ def get_process_instance(instance_id: str) -> Response:
 @bp.get("/process-instance/<instance_id>/variables")
 def instance_variables(instance_id: str) -> Response:
     Params(request.args, {"deserializeValues"})
-    _running_instance(instance_id)
-    return jsonify(variables_to_camunda(_engine().get_variables(instance_id), _tz()))
+    inst = _running_instance(instance_id)
+    return jsonify(variables_to_camunda(_readable(_engine().get_variables(instance_id), inst), _tz()))
 
 
 @bp.get("/process-instance/<instance_id>/variables/<name>")
 def instance_variable(instance_id: str, name: str) -> Response:
     Params(request.args, {"deserializeValue"})
-    _running_instance(instance_id)
+    inst = _running_instance(instance_id)
     stored = _engine().get_variables(instance_id)
     if name not in stored:
         raise NotFound(f"process instance variable with name {name} does not exist")
-    return jsonify(variables_to_camunda({name: stored[name]}, _tz())[name])
+    one = _readable({name: stored[name]}, inst)
+    return jsonify(variables_to_camunda(one, _tz())[name])
 
 
 @bp.delete("/process-instance/<instance_id>")

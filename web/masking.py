@@ -101,3 +101,54 @@ def mask_summaries(summaries: Mapping[str, Mapping[str, Any]], tasks: Iterable[M
         m = for_definition(definitions.get(instance_id), who, by_instance.get(instance_id, ()))
         out[instance_id] = m.values(summary) if m.policy.personal(summary) else dict(summary)
     return out
+
+
+# ------------------------------------------------------------------------------- the APIs ----
+def read_instance(instance: Mapping[str, Any], who: Staff) -> dict[str, Any]:
+    """An instance as get_instance() returns it, masked for `who` (variables, the values in its
+    history, its summary and its children's), with the read audited."""
+    m = for_instance(instance, who)
+    raw = instance.get("variables") or {}
+    out = dict(instance)
+    out["variables"] = m.values(raw)
+    out["history"] = m.history(instance.get("history") or [])
+    out["summary"] = m.values(instance.get("summary") or {})
+    out["children"] = [mask_summary(c, who) for c in instance.get("children") or []]
+    audit_read("read_instance", who, resource_type="instance", resource_id=instance["id"],
+               instance_id=instance["id"], patient=m.patient(raw))
+    return out
+
+
+def mask_summary(summary_row: Mapping[str, Any], who: Staff) -> dict[str, Any]:
+    """An instance row of a list (id, definition_id, summary …): personal data in its summary masked
+    (lists never show it in full)."""
+    summary = summary_row.get("summary") or {}
+    m = for_definition(summary_row.get("definition_id"), who)
+    if not summary or not m.policy.personal(summary):
+        return dict(summary_row)
+    return {**summary_row, "summary": m.values(summary)}
+
+
+def read_variables(stored: Mapping[str, Mapping[str, Any]], who: Staff, *, definition_id: str | None,
+                   instance_id: str, resource_type: str = "instance", resource_id: str | None = None,
+                   tasks: Iterable[Mapping[str, Any]] | None = None,
+                   action: str = "read_variables") -> dict[str, dict[str, Any]]:
+    """Variables in the engine's form ({name: {"value", "type"}}) masked for `who`, the read
+    audited with the patient's record number."""
+    m = for_variables(definition_id, instance_id, who, stored.keys(), tasks)
+    patient = m.patient({name: v.get("value") for name, v in stored.items()})
+    audit_read(action, who, resource_type=resource_type, resource_id=resource_id or instance_id,
+               instance_id=instance_id, patient=patient,
+               details={"variables": len(stored)} if stored else None)
+    return m.typed(stored)
+
+
+def reveal_variable(instance: Mapping[str, Any], name: str, who: Staff) -> Any:
+    """One variable of a case `who` may see, in full; the reveal audited. KeyError when the case
+    has no such variable."""
+    variables = instance.get("variables") or {}
+    value = variables[name]
+    m = for_instance(instance, who)
+    audit_read("reveal", who, resource_type="variable", resource_id=name, instance_id=instance["id"],
+               patient=m.patient(variables), details={"variable": name, "kind": m.kind_of(name)})
+    return value
