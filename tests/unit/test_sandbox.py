@@ -21,6 +21,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 
 from engine.sandbox import (
+    DEFAULT_LIMITS,
     SandboxedEnvironment,
     SandboxedScriptEngine,
     SandboxLimits,
@@ -601,3 +602,165 @@ def test_engine_constructor_options() -> None:
         SandboxedScriptEngine(SandboxedEnvironment(), limits=SandboxLimits())
     with pytest.raises(ValueError):
         SandboxLimits(cpu_time=0)
+
+
+# --------------------------------------------------------------------------- worker processes
+# Scripts and non-simple expressions run in a worker process (engine/sandbox_worker.py) that
+# the parent kills past its limits: a single C-level operation cannot block the server.
+
+ALIASED_TUPLES = "a = ()\nb = ()\nfor i in range(32):\n    a = (a, a)\n    b = (b, b)\nsame = a == b"
+ALIASED_WALRUS = "[(a := (a, a)) and (b := (b, b)) for i in range(32)] and a == b"
+TIGHT = SandboxLimits(cpu_time=1.0, wall_time=3.0)
+# What a loaded 2-core machine may add: the worker's CPU is sampled every 50 ms and a kill,
+# a reap and a pool refill take a few hundred ms more.
+MARGIN = 4.0
+
+
+def test_self_aliased_tuple_comparison_is_stopped_within_its_limit() -> None:
+    env = SandboxedEnvironment(limits=TIGHT)
+    context = {"keep": 1}
+    started = time.monotonic()
+    with pytest.raises(SandboxTimeout, match="CPU time|longer than"):
+        env.execute(ALIASED_TUPLES, context)
+    assert time.monotonic() - started < TIGHT.wall_time + MARGIN
+    assert context == {"keep": 1}
+    started = time.monotonic()
+    with pytest.raises(SandboxTimeout):
+        env.evaluate(ALIASED_WALRUS, {"a": (), "b": ()})
+    assert time.monotonic() - started < TIGHT.wall_time + MARGIN
+    # The killed worker is replaced: the next script runs normally.
+    env.execute("x = keep + 1", context)
+    assert context == {"keep": 1, "x": 2}
+
+
+def test_default_limits_stop_the_aliased_comparison() -> None:
+    started = time.monotonic()
+    with pytest.raises(SandboxTimeout):
+        SandboxedEnvironment().execute(ALIASED_TUPLES, {})
+    assert time.monotonic() - started < DEFAULT_LIMITS.wall_time + MARGIN
+
+
+def test_other_threads_keep_running_while_a_hostile_script_runs() -> None:
+    env = SandboxedEnvironment(limits=TIGHT)
+    env.execute("warm = 1", {})  # a started worker in the pool
+    outcome: dict = {}
+
+    def hostile() -> None:
+        try:
+            env.execute(ALIASED_TUPLES, {})
+        except Exception as exc:  # noqa: BLE001 - handed back to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=hostile)
+    thread.start()
+    time.sleep(0.3)  # the comparison has started in the worker
+    worst = 0.0
+    answers = []
+    while thread.is_alive():
+        started = time.monotonic()
+        answers.append(env.evaluate("amount * 2", {"amount": 21}))  # runs in this process
+        time.sleep(0.05)
+        worst = max(worst, time.monotonic() - started)
+    thread.join(TIGHT.wall_time + MARGIN)
+    assert isinstance(outcome.get("error"), SandboxTimeout)
+    assert answers and set(answers) == {42}
+    assert worst < 1.0  # the GIL was never held by the hostile comparison
+
+
+def test_two_hostile_scripts_in_parallel_do_not_block_a_third_run() -> None:
+    env = SandboxedEnvironment(limits=TIGHT)
+    errors: list[BaseException] = []
+
+    def hostile() -> None:
+        try:
+            env.execute(ALIASED_TUPLES, {})
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hostile) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    context: dict = {"n": 20}
+    env.execute("total = sum(range(n))", context)
+    assert context["total"] == 190
+    assert time.monotonic() - started < 2.0  # a worker of its own, started or taken from the pool
+    for thread in threads:
+        thread.join(TIGHT.wall_time + MARGIN)
+    assert len(errors) == 2 and all(isinstance(e, SandboxTimeout) for e in errors)
+
+
+def test_memory_limit_of_the_worker() -> None:
+    env = SandboxedEnvironment(limits=SandboxLimits(max_memory_growth=64 * 1024 * 1024, max_sequence=10**8,
+                                                    max_allocation=10**9))
+    with pytest.raises(SandboxViolation, match="memory|out of memory|worker process ended"):
+        env.execute("rows = [0] * 50_000_000\nmore = [1] * 50_000_000", {})
+    context: dict = {}
+    env.execute("x = len([0] * 1000)", context)  # a fresh or recovered worker answers
+    assert context == {"x": 1000}
+
+
+def test_host_function_errors_pass_through_the_worker() -> None:
+    class NotConfirmed(ValueError):
+        pass
+
+    original = NotConfirmed("2027 holidays are not confirmed")
+
+    def add_working_days(start: date, days: int) -> date:
+        if start.year > 2026:
+            raise original
+        return start + timedelta(days=days)
+
+    env = SandboxedEnvironment({"addWorkingDays": add_working_days})
+    context: dict = {"start": date(2026, 3, 2)}
+    env.execute("due = addWorkingDays(start, 2)", context)
+    assert context["due"] == date(2026, 3, 4)
+    with pytest.raises(NotConfirmed) as info:
+        env.execute("due = addWorkingDays(date(2027, 1, 4), 1)", context)
+    assert info.value is original  # the engine sees the host's own exception
+    env.execute("try:\n    due = addWorkingDays(date(2027, 1, 4), 1)\nexcept ValueError as e:\n    due = str(e)",
+                context)
+    assert context["due"] == "2027 holidays are not confirmed"
+    with pytest.raises(SandboxViolation, match="plain data"):
+        env.execute("due = addWorkingDays(len, 1)", context)
+
+
+def test_only_plain_data_comes_back_from_a_worker() -> None:
+    env = SandboxedEnvironment()
+    with pytest.raises(SandboxViolation, match="'m'"):
+        env.execute("m = math", {})
+    with pytest.raises(SandboxViolation, match="plain data"):
+        env.evaluate("[m for m in [math]][0]", {})
+    context: dict = {}
+    env.execute("when = datetime(2026, 3, 2, 9, 0)\nd = {'k': {1, 2}, 't': (Decimal('1.5'), None)}", context)
+    assert context == {"when": datetime(2026, 3, 2, 9, 0), "d": {"k": {1, 2}, "t": (Decimal("1.5"), None)}}
+
+
+def test_runtime_errors_from_a_worker_keep_type_message_and_line() -> None:
+    env = SandboxedEnvironment()
+    with pytest.raises(KeyError) as info:
+        env.execute("a = {}\nb = 1\nc = a['missing']", {})
+    assert info.value.args == ("missing",)
+    assert info.value.sandbox_lineno == 3
+    data = {"age": 1, "symptoms": [], "received": datetime(2024, 3, 1), "name": "x"}
+    with pytest.raises(WorkflowTaskException) as wte:
+        run_workflow("x = 1\ny = 2\nz = x / 0", data)
+    assert wte.value.error_type == "ZeroDivisionError"
+    assert wte.value.line_number == 3
+
+
+def test_simple_conditions_stay_in_process_and_others_use_a_worker() -> None:
+    from engine import sandbox_worker
+
+    env = SandboxedEnvironment()
+    env.execute("x = 1", {})
+    assert env.evaluate('amount > 5 and tier == "一级"', task_data()) is True
+    assert env.evaluate("len(items) == 3", task_data()) is True
+    assert sandbox_worker.pool_size() >= 1
+    inline = SandboxedEnvironment(isolation="inline")
+    context: dict = {}
+    inline.execute("y = 2", context)
+    assert context == {"y": 2}
+    with pytest.raises(ValueError, match="isolation"):
+        SandboxedEnvironment(isolation="thread")
