@@ -18,6 +18,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(external_rest.bp, url_prefix="/engine-rest/external-task")
     app.register_blueprint(external_rest.incident_bp, url_prefix="/engine-rest/incident")
     app.register_blueprint(incidents.bp)
+    from web import privacy_admin  # patient data: search, export, anonymize, erase (/admin/patients)
+
+    app.register_blueprint(privacy_admin.bp)
     from web import audit
 
     app.register_blueprint(audit.bp)  # the audit log page and the audited "show" action
