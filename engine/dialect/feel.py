@@ -240,10 +240,13 @@ class _Budget:
         if _time.monotonic() - self.wall_start > limits.wall_time:
             raise FeelLimitExceeded(f"evaluation stopped: it ran longer than {limits.wall_time:g} s")
 
-    def items(self, n: int, what: str) -> None:
+    def items(self, n: int, what: str, *, counted: bool = True) -> None:
+        """Refuse building a list of ``n`` items past the limit; ``counted``: building it
+        counts as ``n`` iterations (not for ranges, whose loop counts each value)."""
         if n > self.limits.max_items:
             raise FeelLimitExceeded(f"{what} would have {n} items; the limit is {self.limits.max_items}")
-        self.tick(n)
+        if counted:
+            self.tick(n)
 
     def text(self, n: int, what: str) -> None:
         if n > self.limits.max_text:
@@ -1495,7 +1498,7 @@ def _b_flatten(items: Any) -> Any:
                 walk(v)
             else:
                 result.append(v)
-        budget.items(len(result), "flatten()")
+        budget.items(len(result), "flatten()", counted=False)
 
     walk(items)
     return result
@@ -2547,7 +2550,7 @@ class _Compiler:
             if a is None or b is None:
                 return None
             step = 1 if b >= a else -1
-            _budget().items(abs(b - a) + 1, "iteration range")
+            _budget().items(abs(b - a) + 1, "iteration range", counted=False)
             return map(Decimal, range(a, b + step, step))
         if type(first) is list:
             return first
@@ -2557,7 +2560,7 @@ class _Compiler:
                 return None
             a = a if first.start_included else a + 1
             b = b if first.end_included else b - 1
-            _budget().items(max(b - a + 1, 0), "iteration range")
+            _budget().items(max(b - a + 1, 0), "iteration range", counted=False)
             return map(Decimal, range(a, b + 1))
         return None if first is None else [first]
 

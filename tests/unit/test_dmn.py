@@ -707,3 +707,27 @@ def test_chinese_labels_values_and_input_variable():
     assert model.evaluate("分诊", {"类别": "收费争议", "金额": 1500}) == [{"通道": "财务"}]
     assert model.evaluate("分诊", {"类别": "收费争议", "金额": 20}) == [{"通道": "前台"}]
     assert model.evaluate("分诊", {"类别": "服务态度", "金额": 20}) == [{"通道": "综合"}]
+
+
+# --------------------------------------------------------------------------- budget
+
+def test_hostile_decision_is_stopped_by_its_budget():
+    import time
+
+    from engine.dialect.feel import FeelLimits
+
+    started = time.monotonic()
+    ranged = model_of(literal("n", "n", "count(for i in [1..10000000] return i)", type_ref="integer"))
+    with pytest.raises(DmnEvaluationError, match="iteration range would have 10000000 items"):
+        ranged.evaluate("n", {})
+    regex = model_of(literal("m", "m", 'matches(text, "(a+)+$")', type_ref="boolean"))
+    assert regex.evaluate("m", {"text": "a" * 40 + "!"}) == [{"m": False}]
+    # One budget for the whole decision: its required decisions spend from it too.
+    loops = model_of(
+        literal("a", "a", "count(for i in 1..60 return i)", type_ref="integer"),
+        literal("b", "b", "a + count(for i in 1..60 return i)", type_ref="integer", requires=("a",)),
+    )
+    assert loops.evaluate("b", {}) == [{"b": 120}]
+    with pytest.raises(DmnEvaluationError, match="more than 100 iterations"):
+        loops.evaluate("b", {}, limits=FeelLimits(max_iterations=100))
+    assert time.monotonic() - started < 3.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time as time_
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -9,6 +10,8 @@ import pytest
 
 from engine.dialect.feel import (
     FeelEvaluationError,
+    FeelLimitExceeded,
+    FeelLimits,
     FeelSyntaxError,
     Range,
     YearsMonthsDuration,
@@ -429,3 +432,94 @@ def test_chinese_names_and_strings():
     assert evaluate("string length(投诉内容)", context) == 5
     assert evaluate('科室 名称 + "门诊"', context) == "心内科门诊"
     assert compile_unary_tests('"收费争议","服务态度"').matches("服务态度") is True
+
+
+# --------------------------------------------------------------------------- budget
+
+def _resident_bytes() -> int:
+    import os
+
+    with open(f"/proc/{os.getpid()}/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_catastrophic_regex_answers_fast():
+    text = "a" * 40 + "!"
+    started = time_.monotonic()
+    assert evaluate(f'matches("{text}", "(a+)+$")') is False
+    assert evaluate(f'matches("{text}", "^(a|aa)+$")') is False
+    assert evaluate(f'replace("{text}", "(a+)+b", "x")') == text
+    assert time_.monotonic() - started < 1.0  # Python's re takes minutes on these
+
+
+def test_regex_flags_on_re2():
+    assert evaluate('matches("Hello", "^hello$", "i")') is True
+    assert evaluate('matches("a\nb", "a.b")') is False
+    assert evaluate('matches("a\nb", "a.b", "s")') is True
+    assert evaluate('matches("x\nend", "^end$")') is False
+    assert evaluate('matches("x\nend", "^end$", "m")') is True
+    assert evaluate('matches("abc", "a b [ ]?c", "x")') is True
+    assert evaluate('matches("a.c", "a.c", "q")') is True
+    assert evaluate('matches("abc", "a.c", "q")') is False
+    assert evaluate('replace("2024-05-01", "(\\d+)-(\\d+)-(\\d+)", "$3.$2.$1")') == "01.05.2024"
+    assert evaluate('split("张三, 李四,王五", ",\\s*")') == ["张三", "李四", "王五"]
+    assert evaluate('matches("abc", "b", "z")') is None  # an unknown flag is null, as before
+
+
+@pytest.mark.parametrize("pattern", ["(a)\\\\1", "(?=a)b", "(?<!x)a"])
+def test_patterns_re2_cannot_run_are_a_clear_error(pattern):
+    with pytest.raises(FeelEvaluationError, match="not supported.*back-references and look-around"):
+        evaluate(f'matches("aa", "{pattern}")')
+
+
+def test_huge_iteration_range_is_refused_before_it_is_built():
+    before = _resident_bytes()
+    started = time_.monotonic()
+    for text in ("count(for i in [1..10000000] return i)", "count(for i in 1..10000000 return i)",
+                 "sum(for i in [1..10000000] return i)", "some i in 1..10000000 satisfies i < 0"):
+        with pytest.raises(FeelLimitExceeded, match="10000000 items; the limit is 100000"):
+            evaluate(text)
+    assert time_.monotonic() - started < 2.0
+    assert _resident_bytes() - before < 8 * 1024 * 1024
+    assert evaluate("count(for i in 1..1000 return i)") == 1000
+
+
+def test_iteration_cap_counts_nested_loops_filters_and_list_functions():
+    with pytest.raises(FeelLimitExceeded, match="more than 100000 iterations"):
+        evaluate("count(for i in 1..1000, j in 1..1000 return 1)")
+    small = FeelLimits(max_iterations=50)
+    with pytest.raises(FeelLimitExceeded, match="more than 50 iterations"):
+        compile_expression("count([1,2,3,4,5,6,7,8,9,10][item > 0]) + count(for i in 1..45 return i)").evaluate(
+            {}, limits=small)
+    with pytest.raises(FeelLimitExceeded):
+        compile_expression("sum(xs)").evaluate({"xs": list(range(100))}, limits=small)
+
+
+def test_text_size_cap():
+    thirty = "x" * 30
+    with pytest.raises(FeelLimitExceeded, match="string join would have 1200000 characters"):
+        evaluate(f'string join(for i in 1..40000 return "{thirty}")')
+    doubling = ", ".join(f"s{i + 1}: s{i} + s{i}" for i in range(20))
+    with pytest.raises(FeelLimitExceeded, match="string concatenation"):
+        evaluate(f'{{s0: "{thirty}", {doubling}}}.s20')
+    with pytest.raises(FeelLimitExceeded, match="replace"):
+        evaluate('replace(s, "a", r)', {"s": "a" * 2000, "r": "b" * 1000})
+    assert evaluate(f'string length(string join(for i in 1..1000 return "{thirty}"))') == 30_000
+
+
+def test_self_aliased_lists_are_bounded():
+    nested = ", ".join(f"l{i + 1}: [l{i}, l{i}]" for i in range(40))
+    aliased = f"{{l0: [1, 1], {nested}}}.l40"
+    started = time_.monotonic()
+    for text in (f"{aliased} = {aliased}", f"string({aliased})", aliased, f"flatten({aliased})"):
+        with pytest.raises(FeelLimitExceeded):
+            evaluate(text)
+    assert time_.monotonic() - started < 5.0
+
+
+def test_time_limit_is_checked_inside_loops():
+    limits = FeelLimits(time_limit=0.2, wall_time=0.5, max_iterations=10**9, max_items=10**9)
+    started = time_.monotonic()
+    with pytest.raises(FeelLimitExceeded, match="CPU time|longer than"):
+        compile_expression("some i in 1..100000000 satisfies i < 0").evaluate({}, limits=limits)
+    assert time_.monotonic() - started < 3.0

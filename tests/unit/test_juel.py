@@ -615,3 +615,25 @@ def test_no_wall_clock_reads():
 def test_aware_now_in_other_zone_is_normalised():
     result = ev("${now()}", now=datetime(2026, 1, 31, 9, 0, tzinfo=timezone(timedelta(hours=8))))
     assert result == NOW and result.tzinfo == UTC
+
+
+# --------------------------------------------------------------------------- budget
+
+def test_collections_turned_into_text_are_measured_first():
+    row = ["x" * 1000] * 1000  # 1,000,000 characters once rendered
+    with pytest.raises(juel.JuelEvaluationError, match="string result too long"):
+        ev("${row}${'!'}", {"row": row})
+    with pytest.raises(juel.JuelEvaluationError, match="string result too long"):
+        ev("${'a'.concat(rows)}", {"rows": [row, row]})
+    assert ev("${row.size()}", {"row": row}) == 1000
+
+
+def test_walking_a_collection_stops_at_the_time_limit():
+    import time
+
+    items = list(range(3_000_000))
+    started = time.monotonic()
+    with pytest.raises(juel.JuelEvaluationError, match="longer than 0.05 s"):
+        juel.compile_template("${items.contains(-1) or items.indexOf(-1) >= 0}").evaluate(
+            {"items": items}, time_limit=0.05)
+    assert time.monotonic() - started < 2.0
