@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.config import Settings
 from engine.errors import EngineError
 from engine.identity import IdentityService
+from engine.privacy import install_log_filters
 from engine.service import TaskQuery, WorkflowEngine
 
 
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("instances", help="list instances")
     p.add_argument("--process")
     p.add_argument("--status")
+    # no patient data in logs: request lines without query values, phone and ID numbers masked
+    install_log_filters()
     p.add_argument("--business-key")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_instances)

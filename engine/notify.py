@@ -53,6 +53,7 @@ from sqlalchemy import func, select
 from engine.errors import EngineError
 from engine.models import OutboxMessage, User, UserGroup
 
+from engine.privacy import mask_phone  # 138****8000 (re-exported: pages and the outbox use it)
 log = logging.getLogger(__name__)
 
 TOPIC = "notify"
@@ -67,20 +68,6 @@ WORKER_USER = "notify-worker"
 # ------------------------------------------------------------------------------- phones ------
 class MessageError(ValueError):
     """The message cannot be made from the task's variables: retrying will not help."""
-
-
-def mask_phone(phone: str | None) -> str:
-    """138****8000: the first three and last four digits of a number, the rest hidden."""
-    if not phone:
-        return ""
-    digits = re.sub(r"\D", "", str(phone))
-    if len(digits) >= 11 and digits.startswith("86") and len(digits) == 13:
-        digits = digits[2:]
-    if len(digits) >= 8:
-        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
-    if len(digits) >= 3:
-        return digits[:1] + "*" * (len(digits) - 2) + digits[-1:]
-    return "*" * len(digits)
 
 
 def normalize_mobile(phone: Any) -> str:
@@ -200,7 +187,16 @@ def render(template_name: Any, values: Mapping[str, Any], tz, *, language: str =
 
 # ----------------------------------------------------------------------------- gateways ------
 class GatewayError(Exception):
-    """The gateway did not take the message (worth retrying)."""
+    """The gateway did not take the message (worth retrying). `log_text` is what logs and incident
+    messages may show (no provider answer that could echo the message)."""
+
+    def __init__(self, message: str, *, log_text: str | None = None):
+        super().__init__(message)
+        self.log_text = log_text or message
+
+
+def _log_text(exc: Exception) -> str:
+    return getattr(exc, "log_text", None) or str(exc)
 
 
 class SmsGateway(Protocol):
@@ -216,7 +212,9 @@ class ConsoleGateway:
     name = "console"
 
     def send(self, phone: str, text: str, *, reference: str, template: str | None = None) -> str:
-        log.info("SMS to %s (%s): %s", mask_phone(phone), template or "-", text)
+        # the text carries the patient's name, ward and bed: the log gets the template and reference
+        log.info("SMS to %s recorded (template %s, reference %s, %d characters)", mask_phone(phone),
+                 template or "-", reference, len(text))
         return "recorded"
 
 
@@ -247,7 +245,9 @@ class HttpGateway:
         except requests.RequestException as exc:
             raise GatewayError(f"the SMS gateway cannot be reached: {type(exc).__name__}") from exc
         if not 200 <= response.status_code < 300:
-            raise GatewayError(f"the SMS gateway answered HTTP {response.status_code}: {response.text[:200]}")
+            # the provider's answer may echo the message: kept for the outbox, not for logs and incidents
+            raise GatewayError(f"the SMS gateway answered HTTP {response.status_code}: {response.text[:200]}",
+                               log_text=f"the SMS gateway answered HTTP {response.status_code}")
         try:
             answer = response.json()
         except ValueError:
@@ -364,9 +364,10 @@ class NotifyWorker:
             left = max(0, (task["retries"] - 1) if task.get("retries") is not None else self.retries)
             timeout = self.backoff_ms[min(attempt - 1, len(self.backoff_ms) - 1)]
             error = "; ".join(f"{mask_phone(p)}: {exc}" for p, exc in failures)
-            log.warning("SMS of task %s (attempt %d) failed: %s; %s", task["id"], attempt, error,
+            short = "; ".join(f"{mask_phone(p)}: {_log_text(exc)}" for p, exc in failures)
+            log.warning("SMS of task %s (attempt %d) failed: %s; %s", task["id"], attempt, short,
                         f"{left} retries left" if left else "no retries left: incident")
-            self._fail(task, f"短信发送失败 / SMS not sent: {failures[0][1]}",
+            self._fail(task, f"短信发送失败 / SMS not sent: {_log_text(failures[0][1])}",
                        f"attempt {attempt} via {self.gateway.name}: {error}", retries=left, timeout=timeout)
             return "retry" if left else "incident"
         self._complete(task, "sent", ", ".join(results), text)

@@ -41,6 +41,7 @@ written to the audit log.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -89,7 +90,7 @@ def mask_phone(phone: Any) -> str:
         return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
     if len(digits) >= 3:
         return digits[:1] + "*" * (len(digits) - 2) + digits[-1:]
-    return "*" * max(len(digits), 4)
+    return "*" * len(digits)
 
 
 def mask_id_number(value: Any) -> str:
@@ -154,6 +155,58 @@ def scrub_text(text: str) -> str:
     """Mobile and 身份证 numbers inside free text (a log line, a query string) masked."""
     text = _ID_IN_TEXT.sub(lambda m: mask_id_number(m.group(0)), text)
     return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+_REQUEST_LINE = re.compile(r'((?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) [^?\s"]*)\?([^\s"]*)')
+
+
+def _mask_query(m: re.Match) -> str:
+    names = [pair.split("=", 1)[0] for pair in m.group(2).split("&") if pair]
+    return m.group(1) + "?" + "&".join(f"{name}=…" for name in names)
+
+
+def scrub_log_line(text: str) -> str:
+    """A log line without patient data: the values of a request line's query string dropped
+    (``GET /?q=… HTTP/1.1``: a search may be a phone number or a name), mobile and ID numbers
+    masked."""
+    return scrub_text(_REQUEST_LINE.sub(_mask_query, text))
+
+
+class PatientDataFilter(logging.Filter):
+    """Scrubs every record it sees (scrub_log_line), the traceback included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        clean = scrub_log_line(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_text(record.exc_text)
+        return True
+
+
+ACCESS_LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error")
+
+
+def install_log_filters(root: logging.Logger | None = None) -> PatientDataFilter:
+    """The filter on the access loggers (werkzeug's request lines, gunicorn's) and on the root
+    logger's handlers (every other record that reaches them). Idempotent."""
+    root = root or logging.getLogger()
+    found = next((f for h in root.handlers for f in h.filters if isinstance(f, PatientDataFilter)), None)
+    patient_filter = found or PatientDataFilter()
+    for handler in root.handlers:
+        if patient_filter not in handler.filters:
+            handler.addFilter(patient_filter)
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, PatientDataFilter) for f in logger.filters):
+            logger.addFilter(patient_filter)
+    return patient_filter
 
 
 # ------------------------------------------------------------------------- the policy --------

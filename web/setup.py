@@ -24,3 +24,6 @@ def init_app(app: Flask) -> None:
     from web import audit
 
     app.register_blueprint(audit.bp)  # the audit log page and the audited "show" action
+    from engine.privacy import install_log_filters
+
+    install_log_filters()  # request lines (werkzeug, gunicorn) and other logs without patient data
