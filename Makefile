@@ -31,7 +31,7 @@ frontend: $(VENDOR)
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download)
 chromium:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@(command -v chromium >/dev/null 2>&1 && fc-list :lang=zh | grep -qi "noto.*cjk") || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null)
 
 # PostgreSQL answers on 127.0.0.1:5432 when installed here; start it when it is down (best effort)
 postgres:

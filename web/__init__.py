@@ -41,6 +41,7 @@ def create_app(test_config: dict | None = None, *, engine: WorkflowEngine | None
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=os.environ.get("SESSION_COOKIE_SECURE", "0") == "1",
+        FORCE_HTTPS=os.environ.get("FORCE_HTTPS", "0") == "1",
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=None,
         BABEL_DEFAULT_LOCALE="zh_CN",

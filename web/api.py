@@ -777,16 +777,11 @@ XML_RESPONSE = {200: {"description": "the file as deployed",
 @rest.get("/definitions/<definition_id>/xml")
 @rest.doc(responses=XML_RESPONSE)
 def definition_xml(definition_id: str) -> Response:
-    """The BPMN (or DMN) file of a definition, as deployed."""
+    """The BPMN (or DMN) file of a definition, as deployed (a download, never shown as a page)."""
+    from web.headers import download
+
     name, content = _engine().definition_xml(definition_id)
-    return Response(content, mimetype="application/xml",
-                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{_quote(name)}"})
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
+    return download(content, name)
 
 
 @rest.get("/deployments")

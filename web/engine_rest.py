@@ -341,16 +341,10 @@ def deployment_resources(deployment_id: str) -> Response:
 
 @bp.get("/deployment/<deployment_id>/resources/<resource_id>/data")
 def deployment_resource_data(deployment_id: str, resource_id: str) -> Response:
+    from web.headers import download
+
     name, content = _engine().deployment_resource(deployment_id, resource_id)
-    kind = file_kind(name)
-    return Response(content, mimetype="application/xml" if kind else "application/octet-stream",
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{_quote(name)}"})
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
+    return download(content, name, "application/xml" if file_kind(name) else "application/octet-stream")
 
 
 @bp.delete("/deployment/<deployment_id>")

@@ -19,6 +19,7 @@ from engine.deployment import file_kind
 from engine.errors import DeploymentError, EngineError, NotFound, ProcessError
 from web.access import Staff, engine
 from web.api import decision_table
+from web.headers import download, style_attributes
 
 bp = Blueprint("processes", __name__, url_prefix="/processes")
 
@@ -100,16 +101,13 @@ def process(key: str) -> str:
 
 @bp.get("/definitions/<definition_id>/xml")
 def definition_xml(definition_id: str) -> Response:
+    """The deployed file, always as a download: the viewers fetch() it and draw it with bpmn-js /
+    dmn-js; opened by a link it is saved, never shown as a page of this origin (see web/headers.py)."""
     try:
         name, content = engine().definition_xml(definition_id)
     except NotFound:
         abort(404)
-    disposition = "attachment" if request.args.get("download") else "inline"
-    from urllib.parse import quote
-
-    return Response(content, mimetype="application/xml",
-                    headers={"Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name, safe='')}",
-                             "Cache-Control": "private, max-age=3600"})
+    return download(content, name, cache_control="private, max-age=3600")
 
 
 # -------------------------------------------------------------------------------- deploy ----
@@ -205,6 +203,7 @@ def _typed(raw: str, type_ref: str | None) -> Any:
 
 
 @bp.route("/decisions/<key>", methods=["GET", "POST"])
+@style_attributes  # dmn-js sizes the table's columns with style attributes
 def decision(key: str) -> Any:
     eng = engine()
     versions = eng.list_decisions(key)

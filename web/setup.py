@@ -6,8 +6,9 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from web import admin, api, auth, engine_rest, external_rest, incidents, processes, tasks
+    from web import admin, api, auth, engine_rest, external_rest, headers, incidents, processes, tasks
 
+    headers.init_app(app)  # security headers on every response, downloads kept inert
     auth.init_app(app)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(admin.bp)

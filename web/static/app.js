@@ -55,6 +55,22 @@
     }, seconds * 1000);
   }
 
+  // A filter that applies as soon as it is chosen (the form's button is for browsers without script).
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field.matches && field.matches("[data-autosubmit]") && field.form) { field.form.submit(); }
+  });
+
+  // "Back" on error pages: the previous page when there is one, else the link's own target.
+  document.querySelectorAll("[data-history-back]").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      if (window.history.length > 1) {
+        event.preventDefault();
+        window.history.back();
+      }
+    });
+  });
+
   // Put the cursor on the first field with an error.
   var invalid = document.querySelector(".has-error input, .has-error select, .has-error textarea");
   if (invalid) { invalid.focus(); }
