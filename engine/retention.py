@@ -27,6 +27,8 @@ diagram by default, so it says nothing about a decision the hospital took.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -96,6 +98,7 @@ class Policy:
     keep: frozenset[str] = KEEP_VARIABLES
     enum_values: dict[str, set[str]] = field(default_factory=dict)
     retention_days: int | None = None  # the process's own setting, None: the service default
+    retention_error: str | None = None  # the process's setting cannot be read
     # the texts removed from this case (longest first): replaced inside case numbers and other text
     secrets: tuple[str, ...] = ()
 
@@ -139,21 +142,34 @@ def _retention_property(raw: str | None, key: str) -> int | None:
     return days
 
 
+_POLICIES: OrderedDict[tuple[str, str], Policy] = OrderedDict()  # a deployed definition never changes
+_POLICIES_LOCK = threading.Lock()
+
+
 def _load_policy(s: Session, definition_id: str, cache: dict | None = None) -> Policy:
     if cache is not None and definition_id in cache:
         return cache[definition_id]
-    row = s.execute(select(ProcessDefinition.key, Resource.content).join(
-        Resource, Resource.id == ProcessDefinition.resource_id).where(
-        ProcessDefinition.id == definition_id)).first()
-    policy = Policy()
-    if row is not None:
-        properties, enums = _parse_definition(row.content, row.key)
-        policy = Policy(identifying=IDENTIFYING_VARIABLES | _names(properties.get("privacy.identifying")),
-                        pii=policy_from_bpmn(row.content, row.key),
-                        keep=(KEEP_VARIABLES | _names(properties.get("privacy.keep")))
-                        - _names(properties.get("privacy.identifying")),
-                        enum_values=enums, retention_days=_retention_property(
-                            properties.get("retention.days"), row.key))
+    found = s.execute(select(ProcessDefinition.key, ProcessDefinition.content_hash, ProcessDefinition.resource_id)
+                      .where(ProcessDefinition.id == definition_id)).first()
+    if found is None:
+        return Policy()
+    with _POLICIES_LOCK:
+        policy = _POLICIES.get((definition_id, found.content_hash))
+    if policy is None:
+        content = s.execute(select(Resource.content).where(Resource.id == found.resource_id)).scalar_one()
+        properties, enums = _parse_definition(content, found.key)
+        try:
+            days, error = _retention_property(properties.get("retention.days"), found.key), None
+        except InvalidInput as exc:
+            days, error = None, exc.message
+        identifying = _names(properties.get("privacy.identifying"))
+        policy = Policy(identifying=IDENTIFYING_VARIABLES | identifying, pii=policy_from_bpmn(content, found.key),
+                        keep=(KEEP_VARIABLES | _names(properties.get("privacy.keep"))) - identifying,
+                        enum_values=enums, retention_days=days, retention_error=error)
+        with _POLICIES_LOCK:
+            _POLICIES[(definition_id, found.content_hash)] = policy
+            while len(_POLICIES) > 256:
+                _POLICIES.popitem(last=False)
     if cache is not None:
         cache[definition_id] = policy
     return policy
@@ -165,8 +181,10 @@ def retention_days(engine, process_key: str, *, session: Session | None = None, 
     def read(s: Session) -> int:
         newest = s.execute(select(ProcessDefinition.id).where(ProcessDefinition.key == process_key)
                            .order_by(ProcessDefinition.version.desc()).limit(1)).scalar()
-        days = _load_policy(s, newest, cache).retention_days if newest else None
-        return days or engine.settings.retention_days
+        policy = _load_policy(s, newest, cache) if newest else Policy()
+        if policy.retention_error:
+            raise InvalidInput(policy.retention_error, process_key=process_key)
+        return policy.retention_days or engine.settings.retention_days
 
     if session is not None:
         return read(session)
@@ -426,7 +444,8 @@ def anonymize(engine, instance_id: str, *, user: str | None, reason: str | None 
         status = _status(engine, s, row)
         policy = _load_policy(s, row.definition_id)
         patient = _patient_of(s, row, policy)
-        counts = _anonymize_rows(engine, s, row, policy)
+        with s.no_autoflush:  # read everything first, write once at commit
+            counts = _anonymize_rows(engine, s, row, policy)
         s.add(HistoryEvent(instance_id=instance_id, at=engine.clock.now(), user=user, action=ANONYMIZED_ACTION,
                            details={"scheduled": scheduled, "retention_days": status["retention_days"],
                                     "within_retention": not status["past_retention"]}))

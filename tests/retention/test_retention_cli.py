@@ -48,16 +48,22 @@ def test_erase_refuses_a_running_case_and_a_case_within_retention_without_confir
     assert hospital.list_instances(business_key="TS-2026-0001") == []
 
 
-def test_retention_run_and_status(hospital, capsys):
+def test_retention_run_and_status(hospital, capsys, monkeypatch):
+    monkeypatch.setenv("RETENTION_DAYS", "36500")  # the command line runs on the wall clock
     case = closed_complaint(hospital)
     code, out, _err = _run(hospital, capsys, "retention", "status", case)
-    assert code == 0 and json.loads(out)["retention_days"] == 1095
+    assert code == 0 and json.loads(out)["retention_days"] == 36500
     code, out, _err = _run(hospital, capsys, "retention", "run", "--user", "ops")
     assert code == 0
     result = json.loads(out)
-    # the wall clock of the command line: the case ended on the test's frozen day, within 3 years
     assert result["anonymized"] == 0 and result["orphaned_rows_deleted"] == 0
     code, out, _err = _run(hospital, capsys, "patient", "anonymize", case, "--reason", "患者申请匿名",
                            "--user", "admin")
     assert code == 0 and json.loads(out)["anonymized"] is True
     assert json.loads(_run(hospital, capsys, "retention", "status", case)[1])["anonymized"] is True
+
+
+def test_a_bad_retention_setting_is_refused_with_its_name(hospital, capsys, monkeypatch):
+    monkeypatch.setenv("RETENTION_DAYS", "three years")
+    code, _out, err = _run(hospital, capsys, "retention", "run")
+    assert code == 2 and "RETENTION_DAYS" in err
