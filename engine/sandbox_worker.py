@@ -37,6 +37,7 @@ import atexit
 import builtins
 import datetime as _datetime
 import decimal
+import functools
 import io
 import logging
 import os
@@ -620,6 +621,11 @@ def _host_function(channel: _Channel, index: int, name: str) -> Callable[..., An
     return call
 
 
+@functools.lru_cache(maxsize=1)
+def _statm_fd() -> int:
+    return os.open("/proc/self/statm", os.O_RDONLY)
+
+
 def _set_memory_limit(limits: Any) -> None:
     import resource
 
@@ -628,8 +634,7 @@ def _set_memory_limit(limits: Any) -> None:
     if growth is None:
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
         return
-    with open("/proc/self/statm", "rb") as f:
-        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    size = int(os.pread(_statm_fd(), 128, 0).split()[0]) * os.sysconf("SC_PAGE_SIZE")
     soft = size + growth + _MEMORY_SLACK
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
@@ -698,7 +703,13 @@ def _serve(channel: _Channel, request: tuple) -> None:
 
 def _worker_main() -> None:
     """Entry point of a worker process: answer run requests until stdin closes."""
+    import signal
+
     import engine.sandbox  # noqa: F401 - import (and compile) everything before the first request
+
+    # Ctrl+C in a terminal reaches the whole process group: the parent decides, and the worker
+    # ends when the parent closes its pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     read_fd = os.dup(0)
     write_fd = os.dup(1)
