@@ -15,6 +15,7 @@ Secure and turns HSTS on (sent on requests that arrived over HTTPS, `X-Forwarded
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -92,8 +93,8 @@ def _per_response_policy(response: Response) -> Response:
 def download(content: bytes, name: str, mimetype: str = "application/xml", *,
              cache_control: str = "private, no-cache") -> Response:
     """A stored file (a deployed BPMN/DMN, a deployment resource) as a download, never a page."""
-    ascii_name = name.encode("ascii", "replace").decode("ascii").replace("?", "_")
-    ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in ascii_name) or "download"
+    # a plain-ASCII name for clients that do not read filename* (RFC 6266); runs of others become "_"
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "download"
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
     return Response(content, mimetype=mimetype,
                     headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff",
