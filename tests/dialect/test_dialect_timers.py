@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.errors import DeploymentError
+from engine.errors import DeploymentError, EngineError, ProcessError
 from tests.dialect.conftest import deploy, elements
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -121,3 +121,93 @@ def test_a_cycle_given_by_an_expression(engine, clock):
         assert elements(engine, inst["id"]).count("Task_round") == n
     clock.advance(hours=1)
     assert engine.fire_due_timers() == 0
+
+
+# -- the minimum interval of repeating timers (TIMER_MIN_INTERVAL, 60 s by default) -------------
+
+@pytest.mark.parametrize("new, shown", [
+    (b"R/PT0.001S", "would fire again only 0.001 seconds after a firing"),
+    (b"R5/2026-03-02T10:00:00+08:00/PT30S", "would fire again only 30 seconds after a firing"),
+    (b"R/2026-03-02T10:00:00+08:00/2026-03-02T10:00:20+08:00", "only 20 seconds after a firing"),
+])
+def test_a_cycle_below_the_minimum_interval_is_refused_at_deploy(engine, new, shown):
+    with pytest.raises(DeploymentError) as err:
+        deploy(engine, "timers.bpmn", replace={"timers.bpmn": [(b"R2/2026-03-02T10:00:00+08:00/PT1H", new)]})
+    assert (err.value.file, err.value.element, err.value.attribute) == ("timers.bpmn", "Timer_rounds", "timeCycle")
+    assert shown in err.value.reason and "TIMER_MIN_INTERVAL" in err.value.reason
+    assert engine.list_definitions(key="dx_timers") == []
+
+
+@pytest.mark.parametrize("cron, shown", [
+    (b"* * * * * ?", "only 1 second after a firing"),
+    (b"0/10 * * * * ?", "only 10 seconds after a firing"),
+    (b"0,30 0 12 ? * MON-FRI", "only 30 seconds after a firing"),  # twice within a minute, once a day
+])
+def test_a_cron_firing_more_often_than_the_minimum_is_refused_at_deploy(engine, cron, shown):
+    with pytest.raises(DeploymentError) as err:
+        deploy(engine, "timers.bpmn", replace={"timers.bpmn": [(b"0 0 12 ? * MON-FRI", cron)]})
+    assert (err.value.element, err.value.attribute) == ("Timer_noon", "timeCycle")
+    assert f"cron expression '{cron.decode()}' {'would fire again ' + shown}" in err.value.reason
+
+
+def test_a_timer_start_event_below_the_minimum_is_refused_at_deploy(engine):
+    with pytest.raises(DeploymentError) as err:
+        deploy(engine, "timer_start.bpmn",
+               replace={"timer_start.bpmn": [(b"R2/2026-03-02T20:00:00+08:00/P1D", b"R/PT1S")]})
+    assert (err.value.element, err.value.attribute) == ("StartEvent_evening", "timeCycle")
+    # given by an expression it is evaluated at deploy and refused just the same
+    with pytest.raises(EngineError) as err:
+        deploy(engine, "timer_start.bpmn",
+               replace={"timer_start.bpmn": [(b"R2/2026-03-02T20:00:00+08:00/P1D", b"${'R/PT1S'}")]})
+    assert "StartEvent_evening" in err.value.message and "TIMER_MIN_INTERVAL" in err.value.message
+    assert engine.list_definitions(key="dx_evening_report") == []
+
+
+def test_one_shot_timers_and_cycles_at_the_minimum_deploy(engine, clock):
+    deploy(engine, "timers.bpmn", replace={"timers.bpmn": [
+        (b"PT${waitMinutes}M", b"PT1S"),  # a duration is not a cycle: one firing, a second later
+        (b"R2/2026-03-02T10:00:00+08:00/PT1H", b"R2/2026-03-02T10:00:00+08:00/PT1M"),
+        (b"0 0 12 ? * MON-FRI", b"0 * * ? * MON-FRI")]})
+    inst = start(engine, "duration_expr")
+    clock.advance(seconds=1)
+    assert engine.fire_due_timers() == 1
+    assert elements(engine, inst["id"]) == ["Task_after_timer"]
+
+
+def test_the_minimum_interval_is_a_setting(engine):
+    engine.settings.timer_min_interval = 2 * 3600
+    with pytest.raises(DeploymentError) as err:
+        deploy(engine, "timers.bpmn")  # R2/…/PT1H: hourly is now too often
+    assert err.value.element == "Timer_rounds"
+    assert "only 1 hour after a firing; a timer may repeat at most once every 2 hours" in err.value.reason
+
+
+def test_a_cycle_expression_below_the_minimum_fails_the_command_that_reaches_it(engine, clock):
+    """`${rounds}` cannot be checked at deploy: the start that reaches the timer fails, naming the
+    element, and nothing of the instance is kept (the person who gave the value learns it at once;
+    clamping would silently run another schedule than the one entered)."""
+    deploy(engine, "timers.bpmn", replace={"timers.bpmn": [(b"R2/2026-03-02T10:00:00+08:00/PT1H", b"${rounds}")]})
+    with pytest.raises(ProcessError) as err:
+        start(engine, "cycle_start", rounds="R/PT1S")
+    assert err.value.details["element"] == "Timer_rounds"
+    assert "timer cycle 'R/PT1S' would fire again only 1 second after a firing" in err.value.message
+    assert "TIMER_MIN_INTERVAL" in err.value.message
+    assert engine.count_instances(process_key="dx_timers") == 0
+    inst = start(engine, "cycle_start", rounds="R/PT1M")  # at the minimum: allowed
+    clock.advance(minutes=1)
+    assert engine.fire_due_timers() == 1
+    assert elements(engine, inst["id"]) == ["Task_round", "Task_watch"]
+
+
+def test_a_legacy_start_timer_below_the_minimum_is_postponed_not_fired(engine, clock):
+    """A start timer stored before the minimum existed (or before it was raised) does not start
+    instances: it is postponed with back-off and shows as a failed timer until a new version
+    replaces it."""
+    deploy(engine, "timer_start.bpmn",
+           replace={"timer_start.bpmn": [(b"R2/2026-03-02T20:00:00+08:00/P1D", b"R/PT1M")]})
+    engine.settings.timer_min_interval = 3600
+    clock.advance(minutes=1)
+    assert engine.fire_due_timers() == 0
+    assert engine.count_instances(process_key="dx_evening_report") == 0
+    (failed,) = [h for h in engine.history() if h["action"] == "timer_failed"]
+    assert "TIMER_MIN_INTERVAL" in failed["details"]["error"]

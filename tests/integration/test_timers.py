@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.errors import TimerFiringError
-from engine.models import HistoryEvent, Timer
+from engine.models import HistoryEvent, ProcessInstance, Timer
 from engine.scheduler import SchedulerAlreadyRunning, TimerScheduler
-from engine.service import TaskQuery
+from engine.service import TIMER_BUSY, TaskQuery
+from engine.timer_queue import DueTimerPlan
 from tests.conftest import PG_AVAILABLE, PostgresSchema, fixture_bytes, make_engine
 
 
@@ -285,3 +286,103 @@ def test_a_firing_steps_aside_while_a_command_holds_the_instance(tmp_path):
         engine.db.dispose()
     finally:
         schema.drop()
+
+
+# --------------------------------------------------------------------------- fairness: a runaway definition
+
+
+def deploy_runaway(engine):
+    engine.deploy([("timer_kinds.bpmn", fixture_bytes("bpmn", "timer_kinds.bpmn")),
+                   ("runaway.bpmn", fixture_bytes("bpmn", "runaway.bpmn"))])
+
+
+def due_pending(engine, process_key):
+    with engine.db.reader() as s:
+        return s.execute(select(func.count()).select_from(Timer)
+                         .join(ProcessInstance, ProcessInstance.id == Timer.instance_id)
+                         .where(ProcessInstance.process_key == process_key, Timer.status == "pending",
+                                Timer.due_at <= engine.clock.now())).scalar()
+
+
+def recording(engine, scheduler, stop_at):
+    """Wrap fire_next_due: the ids fired, in order; the scheduler stops once `stop_at` fired."""
+    fired = []
+    original = engine.fire_next_due
+
+    def fire_next_due():
+        result = original()
+        if result not in (None, TIMER_BUSY):
+            fired.append(result)
+            if result == stop_at():
+                scheduler._stopping.set()
+        return result
+
+    engine.fire_next_due = fire_next_due
+    return fired
+
+
+def test_a_runaway_definition_does_not_hold_back_another_definitions_escalation(any_engine, clock):
+    """Sixty ward rounds nudge every minute (the floor) and the service was down for two hours:
+    7,200 nudges are due, most of them earlier than the callback's one-hour escalation. In due
+    order the escalation would wait for 3,600 of them; it fires in the scheduler's first round."""
+    engine = any_engine
+    deploy_runaway(engine)
+    rounds = [engine.start("ward_round", business_key=f"W-{i}")["id"] for i in range(60)]
+    clock.advance(seconds=30)
+    callback = engine.start("await_reply", business_key="CB-1")
+    with engine.db.reader() as s:
+        escalation = s.execute(select(Timer.id).where(Timer.instance_id == callback["id"])).scalar_one()
+    clock.advance(hours=2)  # the service was down
+    assert due_pending(engine, "ward_round") == 60
+
+    scheduler = TimerScheduler(engine)
+    fired = recording(engine, scheduler, lambda: escalation)
+    scheduler.run_due()
+    # one firing per definition with due timers (ward_round, minute_sweep, await_reply) in a round
+    assert escalation in fired and fired.index(escalation) < 3, len(fired)
+    assert open_elements(engine, callback["id"]) == ["CallAgain"]
+    assert due_pending(engine, "ward_round") == 60  # the backlog is still there, it simply waited
+
+    # the minute sweep missed 119 firings: it started one instance for all of them and goes on
+    assert engine.count_instances(process_key="minute_sweep") == 1
+    (sweep,) = engine.list_instances(process_key="minute_sweep")
+    (catch_up,) = [h for h in engine.get_instance(sweep["id"])["history"] if h["action"] == "timer_catch_up"]
+    assert catch_up["details"]["missed"] == 119
+    with engine.db.reader() as s:
+        start_timer = s.execute(select(Timer).where(Timer.instance_id.is_(None),
+                                                    Timer.element_id == "EveryMinute")).scalar_one()
+    assert clock.now() < start_timer.due_at <= clock.now() + timedelta(minutes=1)
+    assert start_timer.fired_count == 120
+
+    # the backlog then replays as before: each round's nudges one repetition at a time, in due order
+    del engine.fire_next_due
+    for _ in range(5):
+        assert engine.fire_next_due() is not None
+    with engine.db.reader() as s:
+        nudged = s.execute(select(HistoryEvent.details).where(HistoryEvent.instance_id == rounds[0],
+                                                              HistoryEvent.action == "timer")
+                           .order_by(HistoryEvent.id)).scalars().all()
+    assert [d["due_at"] for d in nudged] == sorted(d["due_at"] for d in nudged) and len(nudged) >= 2
+    assert all(open_elements(engine, r) == ["Round"] for r in rounds)  # non-interrupting
+
+
+def test_a_timer_falling_due_during_a_backlog_waits_a_bounded_number_of_firings(engine, clock):
+    """While the nudges' backlog is worked off, the callback's escalation falls due: it fires within
+    one plan (at most `per_definition` firings of each other definition), not after the backlog."""
+    deploy_runaway(engine)
+    for i in range(40):
+        engine.start("ward_round", business_key=f"W-{i}")
+    callback = engine.start("await_reply", business_key="CB-2")
+    with engine.db.reader() as s:
+        escalation = s.execute(select(Timer.id).where(Timer.instance_id == callback["id"])).scalar_one()
+    clock.advance(minutes=59, seconds=59)  # 40 rounds × 59 nudges due; the escalation in 1 s
+    engine.timer_plan = DueTimerPlan(per_definition=5, max_age=3600)
+    fired = [engine.fire_next_due() for _ in range(20)]
+    assert escalation not in fired
+    clock.advance(seconds=1)
+    after = []
+    while escalation not in after:
+        after.append(engine.fire_next_due())
+        assert len(after) <= 5 * 2 + 3, after  # the rest of this plan, then the first round of the next
+    assert open_elements(engine, callback["id"]) == ["CallAgain"]
+    assert due_pending(engine, "ward_round") == 40

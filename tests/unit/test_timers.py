@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -512,3 +513,128 @@ def test_no_wall_clock_reads():
     source = Path(timers.__file__).read_text(encoding="utf-8")
     for forbidden in ("datetime.now(", "datetime.utcnow(", "date.today(", "time.time(", "import time"):
         assert forbidden not in source
+
+
+# --------------------------------------------------------------------------- minimum interval (TIMER_MIN_INTERVAL)
+
+MINUTE = timedelta(minutes=1)
+
+
+def brute_force_gap(schedule: TimerSchedule, now: datetime, count: int) -> timedelta | None:
+    """The shortest gap between the first ``count`` firings, by stepping through them."""
+    due_times = firings(schedule, now, count)
+    return min((b - a for a, b in pairwise(due_times)), default=None)
+
+
+class TestMinimumInterval:
+    @pytest.mark.parametrize("value, gap", [
+        ("* * * * * ?", timedelta(seconds=1)),  # every second
+        ("0/10 * * * * ?", timedelta(seconds=10)),
+        ("0,30 59 23 * * ?", timedelta(seconds=30)),  # only once a day, but two firings 30 s apart
+        ("0 0,59 * * * ?", MINUTE),  # :59 and the next hour's :00
+        ("0 0,59 0,23 * * ?", MINUTE),  # 23:59 and the next day's 00:00
+        ("0 * * * * ?", MINUTE),
+        ("0 */5 * * * ?", timedelta(minutes=5)),
+        ("0 0 9 * * ?", timedelta(days=1)),
+        ("0 0 9 ? * MON-FRI", timedelta(days=1)),
+        ("0 0 0 1,L * ?", timedelta(days=1)),  # the last of a month and the first of the next
+        ("0 0 18 L * ?", timedelta(days=28)),
+        ("0 30 0,23 ? * 6L", timedelta(hours=23)),
+    ])
+    def test_cron_gap_is_computed_from_its_schedule(self, value, gap):
+        schedule = timer("timeCycle", value)
+        assert schedule.shortest_gap() == gap
+        # the same as stepping through its firings (over a year for the monthly ones)
+        count = 14 if "L" in value else 3000
+        assert brute_force_gap(schedule, NOW, count) == gap
+
+    def test_cron_that_fires_once_has_no_gap(self):
+        assert timer("timeCycle", "0 0 9 1 1 ? 2027").shortest_gap() is None
+
+    @pytest.mark.parametrize("value, gap", [
+        ("R/PT0.001S", timedelta(milliseconds=1)),
+        ("R5/2026-12-01T09:00:00+08:00/PT30S", timedelta(seconds=30)),
+        ("R3/PT10M", timedelta(minutes=10)),
+        ("R/2026-12-01T09:00/2026-12-01T09:00:20", timedelta(seconds=20)),
+        ("R2/PT1M/2026-12-01T10:00:00Z", MINUTE),
+    ])
+    def test_cycle_gap_is_its_interval(self, value, gap):
+        assert timer("timeCycle", value).shortest_gap() == gap
+
+    def test_calendar_cycles_are_never_short(self):
+        assert timer("timeCycle", "R/P1D").shortest_gap() >= timedelta(hours=23)  # a DST day
+        assert timer("timeCycle", "R/P1M").shortest_gap() >= timedelta(days=27)
+
+    @pytest.mark.parametrize("kind, value", [
+        ("timeDuration", "PT1S"), ("timeDuration", "PT0.5S"), ("timeDate", "2026-12-01T09:00"),
+        ("timeCycle", "R1/PT1S"),  # one firing: nothing repeats
+    ])
+    def test_one_shot_timers_pass(self, kind, value):
+        schedule = timer(kind, value)
+        assert schedule.shortest_gap() is None
+        timers.check_min_interval(schedule, MINUTE)
+
+    @pytest.mark.parametrize("value, shown", [
+        ("R/PT0.001S", "timer cycle 'R/PT0.001S' would fire again only 0.001 seconds after a firing"),
+        ("R5/2026-12-01T09:00:00+08:00/PT30S", "only 30 seconds after a firing"),
+        ("* * * * * ?", "cron expression '* * * * * ?' would fire again only 1 second after a firing"),
+        ("0/10 * * * * ?", "only 10 seconds after a firing"),
+    ])
+    def test_below_the_floor_is_refused_naming_the_setting(self, value, shown):
+        with pytest.raises(TimerExpressionError) as err:
+            timers.check_min_interval(timer("timeCycle", value), MINUTE)
+        assert shown in str(err.value)
+        assert "at most once every 1 minute (setting TIMER_MIN_INTERVAL)" in str(err.value)
+
+    @pytest.mark.parametrize("value", ["R/PT1M", "0 * * * * ?", "R/P1D", "0 0 9 ? * MON-FRI"])
+    def test_at_or_above_the_floor_passes(self, value):
+        timers.check_min_interval(timer("timeCycle", value), MINUTE)
+
+    def test_the_floor_is_a_setting(self, monkeypatch):
+        from engine.config import Settings
+
+        assert Settings().timer_min_interval == 60
+        monkeypatch.setenv("TIMER_MIN_INTERVAL", "300")
+        assert Settings.from_env().timer_min_interval == 300
+        with pytest.raises(TimerExpressionError, match="every 5 minutes"):
+            timers.check_min_interval(timer("timeCycle", "R/PT2M"), timedelta(seconds=300))
+        for bad in ("0", "-5", "1m", "ten"):
+            monkeypatch.setenv("TIMER_MIN_INTERVAL", bad)
+            with pytest.raises(ValueError, match="TIMER_MIN_INTERVAL"):
+                Settings.from_env()
+
+
+class TestCatchUp:
+    """After downtime a repeating start timer fires once for what it missed (next_after)."""
+
+    def test_cycle_counts_the_missed_firings(self):
+        schedule = timer("timeCycle", "R/PT1M")
+        due, missed = schedule.next_after(NOW, 1, NOW + timedelta(hours=2, seconds=30))
+        assert (due, missed) == (NOW + timedelta(minutes=121), 120)
+
+    def test_nothing_missed(self):
+        schedule = timer("timeCycle", "R/PT1M")
+        assert schedule.next_after(NOW, 1, NOW + timedelta(seconds=5)) == (NOW + MINUTE, 0)
+
+    def test_missed_firings_use_up_the_repetitions(self):
+        schedule = timer("timeCycle", "R5/PT1H")
+        assert schedule.next_after(NOW, 1, NOW + timedelta(hours=2, minutes=30)) == (NOW + timedelta(hours=3), 2)
+        assert schedule.next_after(NOW, 1, NOW + timedelta(days=1)) == (None, 4)
+
+    def test_anchored_cycle_and_cron(self):
+        anchored = timer("timeCycle", "R/2026-01-31T09:00/PT1H")
+        assert anchored.next_after(NOW, 1, NOW + timedelta(hours=5, minutes=1)) == (NOW + timedelta(hours=6), 5)
+        cron = timer("timeCycle", "0 0 9 * * ?")
+        assert cron.next_after(NOW, 1, NOW + timedelta(days=3, hours=1)) == (NOW + timedelta(days=4), 3)
+
+    def test_a_legacy_every_millisecond_cycle_jumps_instead_of_stepping(self):
+        """Deployed before the floor existed: a day of downtime is 86 million missed firings."""
+        schedule = timer("timeCycle", "R/PT0.001S")
+        due, missed = schedule.next_after(NOW, 1, NOW + timedelta(days=1))
+        assert missed == 86_400_000 and NOW + timedelta(days=1) < due <= NOW + timedelta(days=1, milliseconds=1)
+        every_second = timer("timeCycle", "* * * * * ?")
+        due, missed = every_second.next_after(NOW, 1, NOW + timedelta(days=1))
+        assert missed == 86_400 and due == NOW + timedelta(days=1, seconds=1)
+        anchored = timer("timeCycle", "R/2026-01-31T09:00/PT1S")
+        due, missed = anchored.next_after(NOW, 1, NOW + timedelta(days=1, milliseconds=500))
+        assert missed == 86_400 and due == NOW + timedelta(days=1, seconds=1)
