@@ -2,7 +2,10 @@
 
 The timers table is the truth. The scheduler sleeps until the earliest pending timer is due (or at
 most `max_sleep` seconds, to see timers that other processes wrote), fires every due timer in its
-own transaction, in due order, and catches up after downtime the same way.
+own transaction, and catches up after downtime the same way. The order is fair across process
+definitions (`WorkflowEngine.fire_next_due`, engine/timer_queue.py): round-robin between the
+definitions that have due timers, due order within one, so a definition with a large backlog cannot
+hold back another's escalation; a timer start cycle that missed firings fires once for them all.
 
 Several processes: on PostgreSQL each firing locks its timer row (`FOR UPDATE SKIP LOCKED`) and the
 state change is one transaction, so a timer fires exactly once however many schedulers run. A due
@@ -78,7 +81,7 @@ class TimerScheduler:
 
     # -- firing -------------------------------------------------------------------------------
     def run_due(self) -> int:
-        """Fire every timer that is due now, in due order. Returns how many fired."""
+        """Fire every timer that is due now (fairly across definitions). Returns how many fired."""
         if not self._run_lock.acquire(blocking=False):
             return 0
         try:
