@@ -142,6 +142,56 @@ def cmd_message(engine, args):
                                     variables=_variables(args.var, args.json), user=args.user))
 
 
+def _new_password(args) -> str:
+    """From stdin with --password-stdin (scripts), else typed twice at a prompt; never an argument
+    (it would show in the process list and the shell history)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("new password (at least 10 characters, not the user name, not a common one): ")
+    if first != getpass.getpass("again: "):
+        raise EngineError("the two passwords differ")
+    return first
+
+
+def cmd_user(engine, args):
+    """Staff accounts without the admin pages: the first administrator of a new installation,
+    a password reset, deactivation, an early unlock."""
+    identity = IdentityService(engine)
+    if args.action != "list" and not args.username:
+        raise EngineError(f"user {args.action}: name the account (hospital-workflow user {args.action} USERNAME)")
+    if args.action == "list":
+        for user in identity.list_users():
+            groups = ",".join(g.id for g in user.groups)
+            print(f"{user.username:<20} {'active' if user.active else 'inactive':<9} {user.display_name}  [{groups}]")
+    elif args.action == "create":
+        identity.ensure_groups()
+        identity.create_user(args.username, args.name or args.username, _new_password(args), args.group or [],
+                             phone=args.phone)
+        print(f"user {args.username} created")
+    elif args.action == "password":
+        identity.update_user(args.username, password=_new_password(args))
+        print(f"password of {args.username} changed; its sessions are ended")
+    elif args.action in ("deactivate", "activate"):
+        identity.update_user(args.username, active=args.action == "activate")
+        print(f"user {args.username} {args.action}d" + ("; its sessions are ended" if args.action == "deactivate" else ""))
+    elif args.action == "unlock":
+        if identity.get_user(args.username) is None:
+            raise EngineError(f"no user {args.username}")
+        identity.clear_failed_sign_ins(args.username)
+        print(f"user {args.username} unlocked")
+    elif args.action == "sign-out":
+        print(f"{identity.revoke_sessions(args.username, 'admin')} session(s) of {args.username} ended")
+    if args.action != "list":
+        engine.audit.record(CLI_USER_AUDIT[args.action], user=f"cli:{os.environ.get('USER') or '?'}",
+                            resource_type="account", resource_id=args.username, details={"interface": "cli"})
+
+
+CLI_USER_AUDIT = {"create": "user_created", "password": "password_reset", "deactivate": "deactivated",
+                  "activate": "activated", "unlock": "unlocked", "sign-out": "sessions_revoked"}
+
+
 def cmd_calendar(engine, args):
     if args.action == "show":
         _print(engine.calendar_overrides())
@@ -216,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     # SpiffWorkflow logs every task state change and APScheduler every run at INFO: keep them quiet
     for noisy in ("spiff", "apscheduler", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # no patient data in logs: request lines without query values, phone and ID numbers masked
+    install_log_filters()
     parser = argparse.ArgumentParser(prog="hospital-workflow", description=__doc__)
     parser.add_argument("--database-url", help="overrides DATABASE_URL")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("instances", help="list instances")
     p.add_argument("--process")
     p.add_argument("--status")
-    # no patient data in logs: request lines without query values, phone and ID numbers masked
-    install_log_filters()
     p.add_argument("--business-key")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_instances)
@@ -299,6 +349,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", action="store_true", help="with confirm: copy the package's days of that year")
     p.add_argument("--user")
     p.set_defaults(func=cmd_calendar)
+
+    p = sub.add_parser("user", help="staff accounts: list | create USER | password USER | deactivate USER | "
+                                    "activate USER | unlock USER | sign-out USER")
+    p.add_argument("action", choices=["list", "create", "password", "deactivate", "activate", "unlock", "sign-out"])
+    p.add_argument("username", nargs="?")
+    p.add_argument("--name", help="display name (create)")
+    p.add_argument("--group", action="append", help="group or role id, repeatable (create), e.g. --group admin")
+    p.add_argument("--phone", help="mobile number for text messages (create)")
+    p.add_argument("--password-stdin", action="store_true", help="read the new password from the first line of stdin")
+    p.set_defaults(func=cmd_user)
 
     sub.add_parser("fire-timers", help="fire the timers that are due now, once").set_defaults(func=cmd_fire_timers)
     sub.add_parser("scheduler", help="run the timer scheduler (production: beside the web workers)") \

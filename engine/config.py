@@ -35,6 +35,13 @@ class Settings:
     # Days a finished case is kept before it is anonymized, unless its process sets retention.days
     # (engine/retention.py). 3 years: the general limitation period of civil claims (民法典 §188).
     retention_days: int = 1095
+    # A web session ends after this long without a request (SESSION_IDLE_MINUTES).
+    session_idle_minutes: int = 480
+    # This many failed sign-ins of one account name within the window lock it for lockout minutes
+    # (LOGIN_MAX_FAILURES, LOGIN_FAILURE_WINDOW_MINUTES, LOGIN_LOCKOUT_MINUTES).
+    login_max_failures: int = 5
+    login_failure_window_minutes: int = 15
+    login_lockout_minutes: int = 15
     # Integration accounts that receive personal data unmasked (UNMASKED_API_USERS=notify-worker,his)
     unmasked_api_users: tuple[str, ...] = ()
 
@@ -63,6 +70,10 @@ class Settings:
         if os.environ.get("UNMASKED_API_USERS"):
             values["unmasked_api_users"] = tuple(
                 u.strip() for u in os.environ["UNMASKED_API_USERS"].split(",") if u.strip())
+        for name in ("SESSION_IDLE_MINUTES", "LOGIN_MAX_FAILURES", "LOGIN_FAILURE_WINDOW_MINUTES",
+                     "LOGIN_LOCKOUT_MINUTES"):
+            if os.environ.get(name):
+                values[name.lower()] = _positive_int(name, os.environ[name])
         if os.environ.get("TIMER_MIN_INTERVAL"):
             raw = os.environ["TIMER_MIN_INTERVAL"].strip()
             if not raw.isdigit() or int(raw) < 1:
@@ -75,6 +86,16 @@ class Settings:
                 values[name.lower()] = _budget_setting(name, os.environ[name], kind)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
 
 
 def _budget_setting(name: str, raw: str, kind: type) -> float:

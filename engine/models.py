@@ -431,3 +431,37 @@ class AuditEvent(Base):
     # the patient the read concerned (record number), so an admin can filter "who saw this patient"
     patient: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class UserSession(Base):
+    """A signed-in web session. The browser's cookie carries a random id; only its SHA-256 is
+    stored, so a copy of this table signs nobody in. A session is live while it is not revoked
+    (sign-out, deactivation, password reset), not idle past the timeout and its account is active."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_user_sessions_token_hash"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # logout | deactivated | password_reset | admin
+    revoked_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class LoginFailure(Base):
+    """Failed sign-ins of one account name (web form and HTTP Basic alike) in the current window,
+    and the temporary lock they caused. In the database so that every worker sees the same lock;
+    names that are no account are counted too, so a lock says nothing about which names exist."""
+
+    __tablename__ = "login_failures"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -74,8 +76,12 @@ def _user_or_404(username: str):
 
 @bp.get("/users/<username>")
 def edit_user(username: str):
-    return render_template("admin/user_edit.html", account=_user_or_404(username),
-                           groups=list_groups(), errors={})
+    account = _user_or_404(username)
+    service = identity()
+    locked_for = service.locked_for(service.sign_in_state(username))
+    return render_template("admin/user_edit.html", account=account, groups=list_groups(), errors={},
+                           sessions=service.live_sessions(username),
+                           locked_minutes=math.ceil(locked_for.total_seconds() / 60) if locked_for else None)
 
 
 @bp.post("/users/<username>")
@@ -92,6 +98,8 @@ def update_user(username: str):
     except (InvalidInput, NotFound) as exc:
         flash(_error_text(exc), "error")
         return redirect(url_for(".edit_user", username=username))
+    if account.active != active:
+        _audit("activated" if active else "deactivated", username)
     flash(_("已保存 %(name)s 的资料", name=username), "success")
     return redirect(url_for(".users"))
 
@@ -111,8 +119,34 @@ def reset_password(username: str):
     except InvalidInput as exc:
         flash(_error_text(exc), "error")
         return redirect(url_for(".edit_user", username=username))
+    _audit("password_reset", username)
     flash(_("已重置 %(name)s 的密码", name=username), "success")
     return redirect(url_for(".edit_user", username=username))
+
+
+@bp.post("/users/<username>/sessions/revoke")
+def revoke_sessions(username: str):
+    _user_or_404(username)
+    count = identity().revoke_sessions(username, "admin")
+    _audit("sessions_revoked", username, sessions=count)
+    flash(_("已让 %(name)s 在所有设备上退出登录（%(count)s 个会话）", name=username, count=count), "success")
+    if username == staff().username:
+        return redirect(url_for("auth.login"))
+    return redirect(url_for(".edit_user", username=username))
+
+
+@bp.post("/users/<username>/unlock")
+def unlock_user(username: str):
+    _user_or_404(username)
+    if identity().clear_failed_sign_ins(username):
+        _audit("unlocked", username)
+    flash(_("已解除 %(name)s 的登录锁定", name=username), "success")
+    return redirect(url_for(".edit_user", username=username))
+
+
+def _audit(action: str, username: str, **details) -> None:
+    engine().audit.record(action, user=staff().username, address=request.remote_addr,
+                          resource_type="account", resource_id=username, details=details)
 
 
 @bp.get("/groups")

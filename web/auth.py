@@ -4,12 +4,9 @@ pages (no traceback ever reaches a user)."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import io
 import logging
 import os
-import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +37,9 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from engine.errors import EngineError
-from engine.identity import hash_password, verify_password
+from engine.identity import IdentityService
 from engine.models import Group, User, UserGroup
+from web import signin
 from web.access import Staff, engine
 from web.errors import http_status
 
@@ -114,43 +112,24 @@ def list_groups() -> list[GroupInfo]:
 
 
 class StaffUser(UserMixin):
-    """Flask-Login's user: the account's id carries a fingerprint of the password hash, so that a
-    password reset signs the account out everywhere."""
+    """Flask-Login's user. Its id is the random id of a server-side session (user_sessions): the
+    session ends when it is revoked (sign-out, deactivation, password reset) or idle too long,
+    whatever the browser still holds."""
 
-    def __init__(self, account: Account):
-        self.staff = Staff(account.username, account.display_name, account.groups)
-        self._fingerprint = hashlib.sha256(account.password_hash.encode()).hexdigest()[:16]
-        self._active = account.active
-
-    @property
-    def is_active(self) -> bool:
-        return self._active
+    def __init__(self, staff: Staff, session_token: str):
+        self.staff = staff
+        self._token = session_token
 
     def get_id(self) -> str:
-        return f"{self.staff.username}|{self._fingerprint}"
+        return self._token
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> StaffUser | None:
-    username, _sep, _fingerprint = user_id.partition("|")
-    account = load_account(username)
-    if account is None or not account.active:
+def _load_user(session_token: str) -> StaffUser | None:
+    found = IdentityService(engine()).session_account(session_token)
+    if found is None:
         return None
-    user = StaffUser(account)
-    return user if user.get_id() == user_id else None
-
-
-@functools.cache
-def _unknown_user() -> Account:
-    return Account("", "", True, hash_password(secrets.token_hex(16)), ())
-
-
-def authenticate(username: str, password: str) -> Account | None:
-    account = load_account(username)
-    if account is None:
-        verify_password(_unknown_user(), password)  # as slow as for a real account: names do not leak
-        return None
-    return account if verify_password(account, password) else None
+    return StaffUser(Staff(found.username, found.display_name, found.groups), session_token)
 
 
 def wants_json() -> bool:
@@ -188,25 +167,46 @@ def login():
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
         password = request.form.get("password") or ""
-        account = authenticate(username, password) if username else None
-        if account is not None:
+        result = signin.rate_limit_form(username) or (
+            signin.sign_in(username, password, interface="web") if username else signin.Refusal("password"))
+        if isinstance(result, signin.SignedIn):
             lang = session.get("lang")
             session.clear()  # a fresh session (and CSRF token) for the signed-in user
             if lang:
                 session["lang"] = lang
-            login_user(StaffUser(account))
+            token = IdentityService(engine()).open_session(
+                username, address=request.remote_addr, user_agent=request.user_agent.string)
+            login_user(StaffUser(result.staff, token))
             log.info("login %s", username)
             return redirect(next_url)
-        log.info("failed login for %r", username)
-        flash(_("用户名或密码错误，或账号已停用"), "error")
-        return render_template("auth/login.html", username=username, next=next_url), 401
+        log.info("refused login for %r: %s", username, result.reason)
+        flash(_refusal_text(result), "error")
+        response = current_app.make_response(
+            (render_template("auth/login.html", username=username, next=next_url), result.status))
+        if result.retry_after:
+            response.headers["Retry-After"] = str(result.retry_after)
+        return response
     return render_template("auth/login.html", username=username, next=next_url)
+
+
+def _refusal_text(refusal: signin.Refusal) -> str:
+    if refusal.reason == "locked":
+        return _("账号已临时锁定，请 %(minutes)s 分钟后再试", minutes=refusal.minutes)
+    if refusal.reason == "address":
+        return _("此地址登录失败次数过多，请 %(minutes)s 分钟后再试", minutes=refusal.minutes)
+    if refusal.reason == "rate":
+        return _("登录尝试过于频繁，请 %(minutes)s 分钟后再试", minutes=refusal.minutes)
+    return _("用户名或密码错误，或账号已停用")
 
 
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
     lang = session.get("lang")
+    IdentityService(engine()).revoke_session(current_user.get_id(), "logout")
+    engine().audit.record("logout", user=current_user.staff.username, address=request.remote_addr,
+                          resource_type="account", resource_id=current_user.staff.username,
+                          details={"interface": "web"})
     logout_user()
     session.clear()
     if lang:
@@ -324,6 +324,7 @@ ERROR_TEXT = {
     405: (_l("请求有误"), _l("不支持此操作方式。")),
     409: (_l("操作冲突"), _l("该记录已被他人修改，请刷新后重试。")),
     413: (_l("文件过大"), _l("上传的内容超过了大小限制。")),
+    429: (_l("请求过于频繁"), _l("请稍后再试。")),
     422: (_l("无法处理"), _l("流程无法继续执行，请联系流程负责人。")),
     500: (_l("系统繁忙"), _l("系统出现了问题，您的操作未完成。请稍后重试；如果反复出现，请联系系统管理员。")),
 }
@@ -373,8 +374,10 @@ def register_error_pages(app: Flask) -> None:
 # -- wiring -----------------------------------------------------------------------------------
 
 def init_app(app: Flask) -> None:
-    from web import api, engine_rest
+    from web import api, engine_rest, rest_auth
 
+    signin.init_app(app)
+    rest_auth.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "basic"

@@ -3,7 +3,10 @@ or the web UI's login session (/api/v1 only).
 
 Checking a password costs a deliberately slow hash; a client such as a Camunda script sends its
 credentials with every request, so a verified pair is remembered for a minute (keyed by an HMAC,
-never the password itself).
+never the password itself) together with a fingerprint of the password hash it matched. The
+account itself is read on every request (one indexed read): a deactivated, locked or re-passworded
+account stops working on the next request. Failed checks count towards the lockout and the
+throttling of web/signin.py, like failed sign-ins on the form.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from web.access import Staff, can_see_task
+from web.signin import Refusal, SignedIn, fingerprint, sign_in
 
 CACHE_SECONDS = 60.0
 CACHE_SIZE = 1000
+API_PREFIXES = ("/api/", "/engine-rest/")
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,13 @@ class ApiUser:
 
 
 class _CredentialCache:
+    """HMAC of name and password → (expiry, fingerprint of the password hash they matched)."""
+
     def __init__(self) -> None:
-        self._entries: dict[bytes, tuple[float, ApiUser]] = {}
+        self._entries: dict[bytes, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: bytes) -> ApiUser | None:
+    def get(self, key: bytes) -> str | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry[0] < time.monotonic():
@@ -63,42 +70,83 @@ class _CredentialCache:
                 return None
             return entry[1]
 
-    def put(self, key: bytes, user: ApiUser) -> None:
+    def put(self, key: bytes, fingerprint: str) -> None:
         with self._lock:
             if len(self._entries) >= CACHE_SIZE:
                 self._entries.clear()
-            self._entries[key] = (time.monotonic() + CACHE_SECONDS, user)
+            self._entries[key] = (time.monotonic() + CACHE_SECONDS, fingerprint)
+
+    def drop(self, key: bytes) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
 
 def _cache() -> _CredentialCache:
     return current_app.extensions.setdefault("rest_auth_cache", _CredentialCache())
 
 
-def basic_user() -> ApiUser | None:
-    """The staff account named by the request's HTTP Basic credentials, if they are right."""
+def init_app(app: Flask) -> None:
+    """Checks HTTP Basic credentials sent to the APIs before their blueprints run, so that a
+    locked account or a throttled address gets 429 with Retry-After (the blueprints' own error
+    handlers would drop the header)."""
+    app.before_request(_check_basic_credentials)
+
+
+def _check_basic_credentials() -> Response | None:
+    if not request.path.startswith(API_PREFIXES) or _credentials() is None:
+        return None
+    result = _sign_in()
+    g.basic_sign_in = result
+    if isinstance(result, Refusal) and result.status == 429:
+        return _too_many_attempts(result)
+    return None
+
+
+def _credentials() -> tuple[str, str] | None:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.username or auth.password is None:
         return None
+    return auth.username, auth.password
+
+
+def _sign_in() -> SignedIn | Refusal | None:
+    credentials = _credentials()
+    if credentials is None:
+        return None
+    username, password = credentials
     secret = str(current_app.config.get("SECRET_KEY") or "").encode()
-    key = hmac.new(secret, f"{auth.username}\0{auth.password}".encode("utf-8", "surrogatepass"),
-                   hashlib.sha256).digest()
-    cached = _cache().get(key)
-    if cached is not None:
-        return cached
-    found = _verify(auth.username, auth.password)
-    if found is None:
-        return None
-    _cache().put(key, found)
-    return found
+    key = hmac.new(secret, f"{username}\0{password}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    result = sign_in(username, password, interface="basic", verified_fingerprint=_cache().get(key))
+    if isinstance(result, SignedIn):
+        if result.verified:
+            _cache().put(key, fingerprint(result.state.password_hash))
+    else:
+        _cache().drop(key)
+    return result
 
 
-def _verify(username: str, password: str) -> ApiUser | None:
-    from web.auth import authenticate  # the one password check (as slow for unknown names)
+def _too_many_attempts(refusal: Refusal) -> Response:
+    if refusal.reason == "locked":
+        message = (f"the account is temporarily locked after repeated failed sign-ins; "
+                   f"try again in {refusal.minutes} min")
+    else:
+        message = f"too many failed sign-ins from this address; try again in {refusal.minutes} min"
+    if request.path.startswith("/engine-rest"):
+        response = jsonify({"type": "RestException", "message": message, "code": "too_many_attempts"})
+    else:
+        response = jsonify({"error": "too_many_attempts", "message": message})
+    response.status_code = 429
+    response.headers["Retry-After"] = str(refusal.retry_after)
+    return response
 
-    account = authenticate(username, password)
-    if account is None or not account.active:
-        return None
-    return ApiUser(Staff(account.username, account.display_name, account.groups))
+
+def basic_user() -> ApiUser | None:
+    """The staff account named by the request's HTTP Basic credentials, if they are right and the
+    account is active and not locked (checked on every request, even for remembered credentials)."""
+    result = g.basic_sign_in if "basic_sign_in" in g else _sign_in()
+    if isinstance(result, SignedIn):
+        return ApiUser(result.staff)
+    return None
 
 
 def session_user() -> ApiUser | None:

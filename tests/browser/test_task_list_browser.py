@@ -117,7 +117,7 @@ def test_wrong_role_gets_a_friendly_forbidden_page(login_as, live_server):
 
 def test_two_browsers_complete_the_same_task_one_wins(login_as, live_server):
     engine = live_server.engine
-    IdentityService(engine).create_user("complaints2", "投诉专员 何敏", "demo", ["complaint_office"])
+    IdentityService(engine).create_demo_user("complaints2", "投诉专员 何敏", ["complaint_office"])
     start_request(engine, "SR-R")
     task = open_task(engine, "SR-R")
     engine.claim(task["id"], "complaints")

@@ -16,7 +16,7 @@ from engine.service import WorkflowEngine
 from web import create_app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "external"
-WORKER = ("worker", "worker-secret")
+WORKER = ("worker", "sms-relay-7431")  # follows the password policy
 
 
 def deploy_external(engine: WorkflowEngine) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 
 from engine.service import TaskQuery
-from tests.external.conftest import basic, start_simple, topic
+from tests.external.conftest import WORKER, basic, start_simple, topic
 
 LOCKED_FIELDS = {"activityId", "activityInstanceId", "errorMessage", "errorDetails", "executionId", "id",
                  "lockExpirationTime", "createTime", "processDefinitionId", "processDefinitionKey",
@@ -83,7 +83,7 @@ def test_errors_in_camundas_words(rest, ext_engine, clock):
     assert response.status_code == 400
     response = rest.get("/engine-rest/external-task?colour=blue")
     assert response.status_code == 400 and "colour" in response.get_json()["message"]
-    response = rest.raw.post(f"{url}/complete", data="not json", headers=basic("worker", "worker-secret"))
+    response = rest.raw.post(f"{url}/complete", data="not json", headers=basic(*WORKER))
     assert response.status_code == 400
 
     clock.advance(minutes=2)  # the lock ran out

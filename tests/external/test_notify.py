@@ -198,7 +198,7 @@ def test_recipients_from_the_staff_directory(ext_engine):
 
     identity = IdentityService(ext_engine)
     identity.create_demo_staff()  # every demo account has 13800138000
-    identity.create_user("deputy", "副主任 何主任", "secret", ["director"], phone="13900139000")
+    identity.create_demo_user("deputy", "副主任 何主任", ["director"], phone="13900139000")
     gateway = FlakyGateway(0)
     worker = NotifyWorker(ext_engine, gateway, worker_id="sms-1")
     overdue = {"template": "overdue_escalation", "caseNo": "TS-5", "taskName": "投诉调查",

@@ -35,7 +35,7 @@ def deployed_database(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:  # a cheap hash: nobody signs in here
         mp.setattr(identity, "hash_password", lambda pw: generate_password_hash(pw, method="pbkdf2:sha256:1000"))
         for username, name, groups, phone in STAFF:
-            staff.create_user(username, name, "secret", groups, phone=phone)
+            staff.create_demo_user(username, name, groups, phone=phone)
     engine.db.dispose()  # closes the connections: the WAL is checkpointed into the file
     return directory / "test.db"
 

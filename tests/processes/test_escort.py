@@ -187,7 +187,7 @@ def test_an_escort_without_a_mobile_number_on_file_is_an_incident_not_a_stop(hos
     assert "Event_completed" in path(hospital, iid)  # the transport itself is done and billed
     assert variables(hospital, iid)["billable"] is True
     assert status(hospital, iid) == "active"  # until the SMS incident is resolved:
-    IdentityService(hospital).create_user("temp01", "临时陪检员 马强", "secret", ["escort"], phone="13922220004")
+    IdentityService(hospital).create_demo_user("temp01", "临时陪检员 马强", ["escort"], phone="13922220004")
     hospital.external_tasks.retry_incident(incident["id"], user="admin")  # the number is on file now
     assert send_sms(hospital) == 1
     assert [sms["recipient_masked"] for sms in outbox(hospital)] == ["139****0004"]

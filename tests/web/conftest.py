@@ -111,7 +111,7 @@ def make_client(app: Flask):
 
 def add_colleague(engine: WorkflowEngine, username: str = "complaints2", display_name: str = "投诉专员 何敏",
                   groups: tuple[str, ...] = ("complaint_office",)) -> None:
-    IdentityService(engine).create_user(username, display_name, "demo", list(groups))
+    IdentityService(engine).create_demo_user(username, display_name, list(groups))  # password "demo"
 
 
 def text(response) -> str:
