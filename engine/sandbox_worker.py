@@ -250,11 +250,12 @@ def _rebuild_exception(info: Mapping[str, Any], host_errors: Mapping[int, BaseEx
 # --------------------------------------------------------------------------- the parent side
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) of a process, from /proc (Linux), or None."""
+def _cpu_seconds(stat_fd: int | None) -> float | None:
+    """CPU time (user + system) of a process from its open /proc/<pid>/stat (Linux), or None."""
+    if stat_fd is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        stat = os.pread(stat_fd, 1024, 0)
     except OSError:
         return None
     fields = stat[stat.rfind(b")") + 2:].split()
@@ -280,6 +281,10 @@ class _Worker:
         self.buffer = bytearray()
         self.ready = False
         self.retired = False
+        try:
+            self.stat_fd: int | None = os.open(f"/proc/{self.proc.pid}/stat", os.O_RDONLY)
+        except OSError:
+            self.stat_fd = None
 
     @property
     def pid(self) -> int:
@@ -314,11 +319,11 @@ class _Worker:
             now = time.monotonic()
             if now >= wall_deadline:
                 raise _Deadline("wall")
-            if cpu_limit is not None and cpu_start is not None:
-                used = _cpu_seconds(self.pid)
+            ready, _, _ = select.select([self.read_fd], [], [], min(_POLL_INTERVAL, wall_deadline - now))
+            if not ready and cpu_limit is not None and cpu_start is not None:
+                used = _cpu_seconds(self.stat_fd)
                 if used is not None and used - cpu_start > cpu_limit:
                     raise _Deadline("cpu")
-            ready, _, _ = select.select([self.read_fd], [], [], min(_POLL_INTERVAL, wall_deadline - now))
             if ready:
                 try:
                     chunk = os.read(self.read_fd, 1 << 20)
@@ -349,6 +354,9 @@ class _Worker:
         self._reap()
 
     def _reap(self) -> None:
+        if self.stat_fd is not None:
+            os.close(self.stat_fd)
+            self.stat_fd = None
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - a kill is not refused
@@ -488,7 +496,7 @@ def run_isolated(mode: str, source: str, code: types.CodeType, context: dict[str
 
     worker = _pool.acquire()
     started = time.monotonic()
-    cpu_start = _cpu_seconds(worker.pid)
+    cpu_start = _cpu_seconds(worker.stat_fd)
     wall_deadline = started + limits.wall_time + KILL_GRACE
     cpu_limit = limits.cpu_time + KILL_GRACE
     host_errors: dict[int, BaseException] = {}
