@@ -50,3 +50,17 @@ def test_only_administrators_open_it_and_nothing_edits_it(hospital, make_client)
     admin = make_client("admin")
     for method in ("post", "put", "delete"):
         assert getattr(admin.client, method)("/admin/audit").status_code == 405
+
+
+def test_the_page_and_the_show_action_in_english(hospital, make_client):
+    iid = discharge(hospital)
+    nurse = make_client("nurse")
+    with nurse.client.session_transaction() as session:
+        session["lang"] = "en"
+    page = text(nurse.get(f"/instances/{iid}"))
+    assert ">Show</button>" in page and "136****2222" in page
+    admin = make_client("admin")
+    with admin.client.session_transaction() as session:
+        session["lang"] = "en"
+    html = text(admin.get(f"/admin/audit?patient={PATIENT_NO}"))
+    assert "Audit log" in html and "Opened a case" in html
