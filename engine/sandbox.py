@@ -21,13 +21,17 @@ replaces it with :class:`SandboxedEnvironment`, built on RestrictedPython:
   growth check.  Nothing here uses signals or ``sys.settrace``, so it works in any
   thread.
 
-Known limits of an in-process sandbox: a single C-level operation is not
+Known limits of the in-process checks: a single C-level operation is not
 interrupted by the step/time counters, so its cost is only bounded by the size caps
 (for example ``sorted()`` of a million items runs to its end; comparing or hashing
-two deeply self-aliased tuples is exponential).  The allocation guards make such
-structures hard to build, ``str()``/``repr()``/f-strings/``print`` measure what they
-render, and the result check refuses storing them; for hard isolation run the engine
-in a worker process with OS resource limits.
+two deeply self-aliased tuples is exponential).  That is why, by default
+(``isolation="process"``), scripts and every expression that is not "simple" (see
+``_Compiled.simple``) run in a worker process (:mod:`engine.sandbox_worker`) that the
+parent kills when it passes its CPU or wall time, with an address-space limit: the
+checks above still run inside the worker and give the precise message and line; the
+kill is the backstop.  Simple expressions (names, constants, operators, attribute and
+item access) run in the calling thread: each of their operations is bounded by the
+size of the task data.
 """
 
 from __future__ import annotations
