@@ -44,6 +44,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, bindparam, event, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine.access import LIKE_ESCAPE, like_pattern
 from engine.errors import Conflict, InvalidInput, NotFound, ProcessError
 from engine.models import (
     Deployment,
@@ -835,7 +836,7 @@ class ExternalTaskService:
             if value is not None:
                 q = q.where(column == value)
         if f.message_like is not None:
-            q = q.where(Incident.message.like(f.message_like))
+            q = q.where(Incident.message.like(like_pattern(f.message_like), escape=LIKE_ESCAPE))
         if f.process_keys is not None:
             q = q.where(Incident.process_key.in_(f.process_keys))
         if f.tenant_ids is not None:

@@ -27,7 +27,9 @@ from engine.passwords import check_password
 ROLE_ADMIN = "admin"
 ROLE_PROCESS_OWNER = "process_owner"
 ROLE_DIRECTOR = "director"
-ROLES = (ROLE_ADMIN, ROLE_PROCESS_OWNER, ROLE_DIRECTOR)
+# may cancel running cases (a duplicate, a withdrawn request); process owners deploy, they do not
+ROLE_OPERATOR = "operator"
+ROLES = (ROLE_ADMIN, ROLE_PROCESS_OWNER, ROLE_DIRECTOR, ROLE_OPERATOR)
 
 # (id, Chinese name, English name, kind)
 HOSPITAL_GROUPS = [
@@ -45,6 +47,7 @@ HOSPITAL_GROUPS = [
     (ROLE_DIRECTOR, "客服中心主任", "Service center director", "role"),
     (ROLE_PROCESS_OWNER, "流程负责人", "Process owners", "role"),
     (ROLE_ADMIN, "系统管理员", "Administrators", "role"),
+    (ROLE_OPERATOR, "流程运维", "Process operators", "role"),
     ("external_worker", "外部任务执行器", "External-task workers", "role"),
 ]
 
@@ -53,7 +56,7 @@ HOSPITAL_GROUPS = [
 DEMO_USERS = [
     ("admin", "系统管理员 Admin", [ROLE_ADMIN]),
     ("owner", "流程负责人 王芳", [ROLE_PROCESS_OWNER]),
-    ("director", "客服中心主任 李主任", [ROLE_DIRECTOR]),
+    ("director", "客服中心主任 李主任", [ROLE_DIRECTOR, ROLE_OPERATOR]),
     ("frontdesk", "前台 张丽", ["front_desk"]),
     ("complaints", "投诉专员 陈静", ["complaint_office"]),
     ("caller", "回访专员 刘洋", ["callback_team"]),

@@ -50,10 +50,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
+from engine.access import LIKE_ESCAPE, contains_pattern
 from engine.errors import EngineError
 from engine.models import OutboxMessage, User, UserGroup
-
 from engine.privacy import mask_phone  # 138****8000 (re-exported: pages and the outbox use it)
+
 log = logging.getLogger(__name__)
 
 TOPIC = "notify"
@@ -451,8 +452,9 @@ def list_outbox(engine, *, status: str | None = None, template: str | None = Non
         if template:
             q = q.where(OutboxMessage.template == template)
         if search:
-            like = f"%{search.strip()}%"
-            q = q.where((OutboxMessage.business_key.like(like)) | (OutboxMessage.text.like(like))
+            like = contains_pattern(search.strip())
+            q = q.where((OutboxMessage.business_key.like(like, escape=LIKE_ESCAPE))
+                        | (OutboxMessage.text.like(like, escape=LIKE_ESCAPE))
                         | (OutboxMessage.instance_id == search.strip()))
         return q
 

@@ -46,6 +46,14 @@ from sqlalchemy import and_, bindparam, delete, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine import calendar as hospital_calendar
+from engine.access import (
+    LIKE_ESCAPE,
+    Caller,
+    contains_pattern,
+    declared_senders,
+    like_pattern,
+    reachable_instance_ids,
+)
 from engine.clock import Clock
 from engine.config import Settings
 from engine.db import Database
@@ -149,6 +157,11 @@ def _check_value(name: str, value: Any, depth: int = 0) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidInput(f"variable '{name}' contains a NUL character")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(f"variable '{name}' contains a lone surrogate: not valid Unicode text") from None
     elif isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str) or "\x00" in k:
@@ -1183,9 +1196,13 @@ class WorkflowEngine:
     def correlate_message(self, message_name: str, *, business_key: str | None = None,
                           correlation_keys: Mapping[str, Any] | None = None,
                           variables: Mapping[str, Any] | None = None, user: str | None = None,
-                          all_matches: bool = False) -> list[dict]:
+                          all_matches: bool = False, caller: Caller | None = None) -> list[dict]:
         """Deliver a message to the instances waiting for it (matched by business key and/or
-        process variables), or start an instance at a message start event. Returns what was done."""
+        process variables), or start an instance at a message start event. Returns what was done.
+
+        With a `caller`, only instances within their reach match (engine/access.py): one they may
+        not act on is treated exactly as one that does not exist, so the answer reveals nothing.
+        Without one the message comes from inside the service (the CLI, a thrown message)."""
         if not message_name:
             raise InvalidInput("messageName is required")
         variables = check_variables(variables)
@@ -1201,6 +1218,8 @@ class WorkflowEngine:
                 q = q.where(exists().where(InstanceVariable.instance_id == MessageSubscription.instance_id,
                                            InstanceVariable.name == name, InstanceVariable.text_value == text))
             subs = s.execute(q.order_by(MessageSubscription.id)).scalars().all()
+            if caller is not None and subs:
+                subs = self._reachable_subscriptions(s, subs, caller)
             if subs:
                 if len({sub.instance_id for sub in subs}) > 1 and not all_matches:
                     raise Conflict(f"message '{message_name}' matches {len(subs)} waiting instances; "
@@ -1211,6 +1230,9 @@ class WorkflowEngine:
                     results.append(self._deliver(s, sub, message_name, variables, user))
                 return results
             starts = self._message_start_definitions(s, message_name)
+            if caller is not None and not caller.sees_all:
+                starts = [(d, element) for d, element in starts
+                          if self._may_send(s, d.id, element, caller) is not False]
             if starts:
                 out = []
                 for definition, element in starts if all_matches else starts[:1]:
@@ -1221,6 +1243,32 @@ class WorkflowEngine:
             raise NotFound(f"no instance is waiting for message '{message_name}'"
                            + (f" with business key '{business_key}'" if business_key else ""),
                            message_name=message_name)
+
+    def _reachable_subscriptions(self, s: Session, subs: list, caller: Caller) -> list:
+        if caller.sees_all:
+            return subs
+        reachable = reachable_instance_ids(s, [sub.instance_id for sub in subs], caller)
+        out = []
+        for sub in subs:
+            if sub.instance_id in reachable:
+                out.append(sub)
+                continue
+            definition_id = s.execute(select(ProcessInstance.definition_id)
+                                      .where(ProcessInstance.id == sub.instance_id)).scalar_one()
+            if self._may_send(s, definition_id, sub.element_id, caller):
+                out.append(sub)
+        return out
+
+    def _may_send(self, s: Session, definition_id: str, element_id: str, caller: Caller) -> bool | None:
+        """Whether the receiving element names the caller among its message senders (None when it
+        declares none)."""
+        spec, subprocess_specs = self._specs(s, self._definition_info(s, definition_id))
+        for process in (spec, *subprocess_specs.values()):
+            task_spec = process.task_specs.get(element_id)
+            if task_spec is not None:
+                senders = declared_senders(getattr(task_spec, "extensions", None))
+                return None if senders is None else caller.named_in(senders)
+        return None
 
     def _message_start_definitions(self, s: Session, name: str):
         latest = {}
@@ -1308,6 +1356,13 @@ class WorkflowEngine:
                         held = s.execute(select(ProcessInstance.id).where(ProcessInstance.id == entry.instance_id)
                                          .with_for_update(skip_locked=True)).first()
                         if held is None:
+                            # another scheduler firing this instance holds its due timers as well:
+                            # nothing to do here; a command holds only the instance: try again soon
+                            free = s.execute(select(Timer.id).where(Timer.instance_id == entry.instance_id,
+                                                                    claimable)
+                                             .limit(1).with_for_update(skip_locked=True)).first()
+                            if free is None:
+                                return None
                             raise _InstanceBusy()
                     timer_id = s.execute(select(Timer.id).where(Timer.instance_id == entry.instance_id, claimable)
                                          .order_by(Timer.due_at, Timer.id).limit(1)).scalar()
@@ -1476,8 +1531,8 @@ class WorkflowEngine:
                 conds.append(or_(Task.due_at.is_(None), Task.due_at > soon))
             q = q.where(or_(*conds))
         if f.search:
-            like = f"%{f.search.strip()}%"
-            q = q.where(or_(Task.search_text.like(like), Task.name.like(like)))
+            like = contains_pattern(f.search.strip())
+            q = q.where(or_(Task.search_text.like(like, escape=LIKE_ESCAPE), Task.name.like(like, escape=LIKE_ESCAPE)))
         return q
 
     def _order(self, q, f: TaskQuery):
@@ -1559,7 +1614,7 @@ class WorkflowEngine:
             if parent_instance_id:
                 q = q.where(ProcessInstance.parent_instance_id == parent_instance_id)
             if search:
-                q = q.where(ProcessInstance.search_text.like(f"%{search.strip()}%"))
+                q = q.where(ProcessInstance.search_text.like(contains_pattern(search.strip()), escape=LIKE_ESCAPE))
             q = q.order_by(ProcessInstance.started_at.desc()).offset(offset).limit(min(limit, 1000))
             return [self._instance_summary(r) for r in s.execute(q).scalars()]
 
@@ -1680,6 +1735,12 @@ class WorkflowEngine:
         self.reload_calendar()
 
     # ------------------------------------------------------------------------ identity --------
+    def staff_member(self, username: str) -> tuple[bool, list[str]] | None:
+        """(active, groups) of an account, or None when there is no such user."""
+        with self.db.reader() as s:
+            user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
+            return (bool(user.active), [g.id for g in user.groups]) if user else None
+
     def user_groups(self, username: str) -> list[str]:
         with self.db.reader() as s:
             user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
@@ -1716,7 +1777,7 @@ class WorkflowEngine:
             if name is not None:
                 q = q.where(Deployment.name == name)
             if name_like is not None:
-                q = q.where(Deployment.name.like(name_like))
+                q = q.where(Deployment.name.like(like_pattern(name_like), escape=LIKE_ESCAPE))
             if source is not None:
                 q = q.where(Deployment.source == source)
             return [self._deployment_dict(d) for d in s.execute(q).scalars()]
@@ -1788,7 +1849,7 @@ class WorkflowEngine:
             if name is not None:
                 q = q.where(Task.name == name)
             if name_like is not None:
-                q = q.where(Task.name.like(name_like))
+                q = q.where(Task.name.like(like_pattern(name_like), escape=LIKE_ESCAPE))
             return q
 
         columns = self._order_by({
@@ -1819,7 +1880,7 @@ class WorkflowEngine:
             if business_key is not None:
                 q = q.where(ProcessInstance.business_key == business_key)
             if business_key_like is not None:
-                q = q.where(ProcessInstance.business_key.like(business_key_like))
+                q = q.where(ProcessInstance.business_key.like(like_pattern(business_key_like), escape=LIKE_ESCAPE))
             if instance_ids is not None:
                 q = q.where(ProcessInstance.id.in_(list(instance_ids)))
             if deployment_id is not None:
@@ -1828,7 +1889,7 @@ class WorkflowEngine:
             if status is not None:
                 q = q.where(ProcessInstance.status == status)
             if search:
-                q = q.where(ProcessInstance.search_text.like(f"%{search.strip()}%"))
+                q = q.where(ProcessInstance.search_text.like(contains_pattern(search.strip()), escape=LIKE_ESCAPE))
             if visible_to is not None:
                 user = visible_to[0]
                 involved = select(Task.instance_id).where(or_(

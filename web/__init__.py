@@ -34,6 +34,9 @@ def _secret_key(settings: Settings) -> str:
 
 def create_app(test_config: dict | None = None, *, engine: WorkflowEngine | None = None) -> Flask:
     app = Flask(__name__)
+    from web.json_body import CheckedJSONProvider
+
+    app.json = CheckedJSONProvider(app)
     if engine is None:
         engine = WorkflowEngine.from_settings(Settings.from_env())
     app.config.from_mapping(

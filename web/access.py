@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from flask import abort, current_app
 from flask_login import current_user
 
-from engine.errors import NotFound
-from engine.identity import ROLE_ADMIN, ROLE_DIRECTOR, ROLE_PROCESS_OWNER
+from engine.access import Caller
+from engine.errors import Forbidden, InvalidInput, NotFound
+from engine.identity import ROLE_ADMIN, ROLE_DIRECTOR, ROLE_OPERATOR, ROLE_PROCESS_OWNER
 from engine.service import TaskQuery, WorkflowEngine
 
 
@@ -41,6 +42,11 @@ class Staff:
     @property
     def sees_all(self) -> bool:
         return self.is_admin or self.is_director
+
+    @property
+    def caller(self) -> Caller:
+        """The same person as the engine's commands know them."""
+        return Caller(self.username, tuple(self.groups), self.sees_all)
 
 
 def engine() -> WorkflowEngine:
@@ -81,6 +87,35 @@ def can_unclaim(task: dict, who: Staff | None = None) -> bool:
     """Give a claimed task back to its groups: its assignee, or someone who sees everything."""
     who = who or staff()
     return not task.get("assignee") or task["assignee"] == who.username or who.sees_all
+
+
+def authorize_assignment(task: dict, assignee: str | None, who: Staff | None = None) -> None:
+    """The one rule for every way a task changes hands (unclaim, assign, claim for someone else,
+    on the pages, /api/v1 and /engine-rest): a claimed task is given back or moved only by its
+    assignee, the director or an administrator; and it goes only to an active colleague who may see
+    it (offered to them or to one of their groups, or someone who sees everything). Raises
+    Forbidden or InvalidInput; `task` is one the caller may see."""
+    who = who or staff()
+    holder = task.get("assignee")
+    if holder and holder != who.username and holder != assignee and not who.sees_all:
+        raise Forbidden(f"task '{task.get('name') or task.get('id')}' is held by {holder}: only they, the "
+                        "center director or an administrator may give it back or hand it on",
+                        task_id=task.get("id"), assignee=holder)
+    if assignee is None or assignee == holder:
+        return
+    member = engine().staff_member(assignee)
+    if member is None or not member[0]:
+        raise InvalidInput(f"there is no active user '{assignee}'", field="assignee")
+    target = Staff(assignee, assignee, tuple(member[1]))
+    if not can_see_task({**task, "assignee": None, "completed_by": None}, target):
+        raise InvalidInput(f"user '{assignee}' may not work on task '{task.get('name') or task.get('id')}': "
+                           "it is not offered to them or to their groups", field="assignee")
+
+
+def can_cancel(who: Staff | None = None) -> bool:
+    """Cancel a running case: administrators and process operators (not process owners as such)."""
+    who = who or staff()
+    return who.is_admin or ROLE_OPERATOR in who.groups
 
 
 def visible_task(task_id: str) -> dict:

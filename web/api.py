@@ -29,6 +29,7 @@ from engine.errors import EngineError, Forbidden, InvalidInput, NotFound
 from engine.service import TaskQuery, WorkflowEngine
 from web import access, masking
 from web.errors import http_status
+from web.json_body import UnstorableText, check_text
 from web.rest_auth import ApiUser, basic_user, session_user
 
 API_VERSION = "1.0"
@@ -40,6 +41,14 @@ bp = Blueprint("api", __name__)
 
 class _Parser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400  # a request that does not fit its schema is a bad request
+
+    def _raw_load_json(self, req):
+        body = super()._raw_load_json(req)
+        try:
+            check_text(body)  # lone surrogates and NUL characters: a 400 saying where, as everywhere
+        except UnstorableText as exc:
+            raise InvalidInput(str(exc)) from None
+        return body
 
 
 class ApiBlueprint(SmorestBlueprint):
@@ -273,6 +282,22 @@ class StartArgs(Schema):
     def _one_process(self, data, **kwargs):
         if bool(data.get("process_key")) == bool(data.get("definition_id")):
             raise ValidationError("give either process_key or definition_id", "process_key")
+
+
+class MessageArgs(Schema):
+    message_name = Text(required=True, validate=validate.Length(min=1, max=255))
+    business_key = Text(allow_none=True, validate=validate.Length(max=255))
+    correlation_keys = Variables(load_default=dict, metadata={
+        "description": "process variables the waiting instance must have (name → value)"})
+    variables = Variables(load_default=dict, metadata={"description": "set on the instance with the message"})
+    all = fields.Boolean(load_default=False, metadata={"description": "deliver to every matching instance"})
+
+
+class MessageResultSchema(Schema):
+    result_type = fields.String(required=True, metadata={"enum": ["Execution", "ProcessDefinition"]})
+    instance_id = fields.String(required=True)
+    instance = fields.Nested(lambda: InstanceSchema(), allow_none=True,
+                             metadata={"description": "the instance, when the caller may read it"})
 
 
 class CancelArgs(Schema):
@@ -639,8 +664,7 @@ def unclaim_task(task_id: str) -> dict:
     """Give a task back to its groups (the assignee, administrators and the director)."""
     task = _visible_task(task_id)
     user = _user()
-    if not access.can_unclaim(task, user.staff):
-        raise Forbidden(f"task '{task['name']}' is assigned to {task['assignee']}")
+    access.authorize_assignment(task, None, user.staff)
     return _engine().unclaim(task_id, user.username)
 
 
@@ -649,7 +673,8 @@ def unclaim_task(task_id: str) -> dict:
 @rest.response(200, TaskSchema)
 def assign_task(args: dict, task_id: str) -> dict:
     """Hand a task to a colleague (or to nobody, with null)."""
-    _visible_task(task_id)
+    task = _visible_task(task_id)
+    access.authorize_assignment(task, args["assignee"], _user().staff)
     return _engine().assign(task_id, args["assignee"], _user().username)
 
 
@@ -738,12 +763,31 @@ def start_instance(args: dict) -> dict:
                         user=_user().username)
 
 
+@rest.post("/messages")
+@rest.arguments(MessageArgs)
+@rest.response(200, MessageResultSchema(many=True))
+def correlate_message(args: dict) -> list[dict]:
+    """Deliver a message to the waiting instances the caller may act on (the task list's rule, or a
+    sender the receiving element declares in `message.senders`), or start a process at its message
+    start event. No match and no permission answer alike: 404."""
+    engine, user = _engine(), _user()
+    results = engine.correlate_message(args["message_name"], business_key=args.get("business_key") or None,
+                                       correlation_keys=args["correlation_keys"], variables=args["variables"],
+                                       user=user.username, all_matches=args["all"], caller=user.caller)
+    ids = [r["instance"]["id"] for r in results]
+    readable = {i["id"] for i in engine.query_instances(instance_ids=ids, visible_to=user.visibility,
+                                                        limit=len(ids) or 1)[0]}
+    return [{"result_type": r["result_type"], "instance_id": r["instance"]["id"],
+             "instance": r["instance"] if r["instance"]["id"] in readable else None} for r in results]
+
+
 @rest.post("/instances/<instance_id>/cancel")
 @rest.arguments(CancelArgs)
 @rest.response(200, InstanceSchema)
 def cancel_instance(args: dict, instance_id: str) -> dict:
-    """Cancel a running instance (process owners and administrators)."""
-    _require_deployer()  # process owners may cancel any instance, not only those they can see
+    """Cancel a running instance (process operators and administrators)."""
+    if not access.can_cancel(_user().staff):  # operators may cancel any instance, not only those they see
+        raise Forbidden("only process operators and administrators may cancel a case")
     engine = _engine()
     engine.cancel(instance_id, user=_user().username, reason=args.get("reason"))
     rows, _ = engine.query_instances(instance_ids=[instance_id])

@@ -13,10 +13,10 @@ claimed by a colleague, an instance changed meanwhile) is 409 where Camunda answ
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import re2
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
@@ -26,7 +26,7 @@ from engine.dialect import dmn
 from engine.errors import Conflict, DeploymentError, EngineError, Forbidden, InvalidInput, NotFound
 from engine.service import TaskQuery, WorkflowEngine
 from web import masking
-from web.access import can_unclaim
+from web.access import authorize_assignment, can_cancel
 from web.camunda_types import (
     FORM_FIELD_TYPES,
     dmn_type,
@@ -36,6 +36,7 @@ from web.camunda_types import (
     variables_to_camunda,
 )
 from web.errors import camunda_type, http_status
+from web.json_body import read_object
 from web.rest_auth import ApiUser, basic_user
 
 bp = Blueprint("engine_rest", __name__)
@@ -48,6 +49,7 @@ SORTING = ("sortBy", "sortOrder")
 RESERVED_PARTS = {"deployment-name", "deployment-source", "deployment-activation-time",
                   "enable-duplicate-filtering", "deploy-changed-only", "tenant-id"}
 MAX_NAME = 255
+MAX_PARAMETER = 2000  # characters in one text parameter (ids, keys, names and LIKE patterns are far shorter)
 MAX_TENANT = 64
 
 
@@ -171,6 +173,8 @@ class Params:
             return None
         if not isinstance(value, str) or "\x00" in value:
             raise self.invalid(name, value)
+        if len(value) > MAX_PARAMETER:
+            raise InvalidInput(f"query parameter '{name}' is longer than {MAX_PARAMETER} characters", field=name)
         return value
 
     def flag(self, name: str) -> bool | None:
@@ -196,10 +200,15 @@ class Params:
         if value is None:
             return None
         if isinstance(value, str) and "\x00" not in value:
-            return [v for v in value.split(",") if v]
-        if isinstance(value, list) and all(isinstance(v, str) and "\x00" not in v for v in value):
-            return list(value)
-        raise self.invalid(name, value)
+            values = [v for v in value.split(",") if v]
+        elif isinstance(value, list) and all(isinstance(v, str) and "\x00" not in v for v in value):
+            values = list(value)
+        else:
+            raise self.invalid(name, value)
+        if len(values) > MAX_RESULTS or any(len(v) > MAX_PARAMETER for v in values):
+            raise InvalidInput(f"query parameter '{name}' lists more than {MAX_RESULTS} values or a value longer "
+                               f"than {MAX_PARAMETER} characters", field=name)
+        return values
 
     def page(self) -> tuple[int, int]:
         first = self.number("firstResult") or 0
@@ -235,13 +244,7 @@ class Params:
 
 
 def _json_body() -> dict[str, Any]:
-    if not request.get_data(cache=True):
-        return {}
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    _refuse_nul(body)
-    return body
+    return read_object(request)  # NUL characters and lone surrogates refused there
 
 
 def _refuse_nul(value: Any) -> None:
@@ -257,10 +260,21 @@ def _refuse_nul(value: Any) -> None:
             _refuse_nul(v)
 
 
-def _like(pattern: str) -> re.Pattern[str]:
-    """An SQL LIKE pattern (% and _) as a regular expression."""
-    return re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern),
-                      re.DOTALL)
+def _like(pattern: str) -> Callable[[str], bool]:
+    """Camunda's LIKE (`%` any text, `_` one character, a backslash makes the next one literal) as
+    a matcher that runs in linear time whatever the pattern (RE2 has no backtracking)."""
+    parts: list[str] = []
+    chars = iter(pattern)
+    for c in chars:
+        if c == "\\":
+            parts.append(re2.escape(next(chars, "\\")))
+        elif c == "%":
+            if not parts or parts[-1] != ".*":
+                parts.append(".*")
+        else:
+            parts.append("." if c == "_" else re2.escape(c))
+    compiled = re2.compile("(?s)" + "".join(parts))
+    return lambda value: compiled.fullmatch(value) is not None
 
 
 def _sorted(rows: list[dict], order: list[tuple[str, bool]]) -> list[dict]:
@@ -456,8 +470,8 @@ def _filter_definitions(rows: list[dict], params: Params, id_param: str, id_in_p
     for param, field in {"nameLike": "name", "keyLike": "key", "resourceNameLike": "resource"}.items():
         value = params.text(param)
         if value is not None:
-            pattern = _like(value)
-            rows = [r for r in rows if r[field] is not None and pattern.fullmatch(r[field])]
+            matches = _like(value)
+            rows = [r for r in rows if r[field] is not None and matches(r[field])]
     for param, field in {id_in_param: "id", "keysIn": "key"}.items():
         values = params.texts(param)
         if values is not None:
@@ -794,12 +808,15 @@ def get_task(task_id: str) -> Response:
 
 @bp.post("/task/<task_id>/claim")
 def claim_task(task_id: str) -> Response:
-    _open_task(task_id)
+    task = _open_task(task_id)
     user = _user()
     user_id = _user_id(_json_body(), required=True)
-    if user_id != user.username and not user.sees_all:
-        raise Forbidden(f"The user with id '{user.username}' may claim tasks only for themselves",
-                        permission="TASK_ASSIGN", resource="Task", resource_id=task_id)
+    if user_id != user.username:
+        if not user.sees_all:
+            raise Forbidden(f"The user with id '{user.username}' may claim tasks only for themselves",
+                            permission="TASK_ASSIGN", resource="Task", resource_id=task_id)
+        if task["assignee"] is None:
+            authorize_assignment(task, user_id, user.staff)
     _engine().claim(task_id, user_id)
     return Response(status=204)
 
@@ -808,18 +825,28 @@ def claim_task(task_id: str) -> Response:
 def unclaim_task(task_id: str) -> Response:
     task = _open_task(task_id)
     user = _user()
-    if not can_unclaim(task, user.staff):
-        raise Forbidden(f"The user with id '{user.username}' cannot unclaim task '{task_id}' of "
-                        f"{task['assignee']}", permission="TASK_ASSIGN", resource="Task", resource_id=task_id)
+    _authorize_assignment(task, None)
     _engine().unclaim(task_id, user.username)
     return Response(status=204)
 
 
 @bp.post("/task/<task_id>/assignee")
 def set_assignee(task_id: str) -> Response:
-    _open_task(task_id)
-    _engine().assign(task_id, _user_id(_json_body(), required=False), _user().username)
+    task = _open_task(task_id)
+    assignee = _user_id(_json_body(), required=False)
+    _authorize_assignment(task, assignee)
+    _engine().assign(task_id, assignee, _user().username)
     return Response(status=204)
+
+
+def _authorize_assignment(task: dict, assignee: str | None) -> None:
+    user = _user()
+    try:
+        authorize_assignment(task, assignee, user.staff)
+    except Forbidden as exc:
+        raise Forbidden(f"The user with id '{user.username}' does not have 'TASK_ASSIGN' permission on task "
+                        f"'{task['id']}': {exc.message}", permission="TASK_ASSIGN", resource="Task",
+                        resource_id=task["id"]) from exc
 
 
 def _complete(task_id: str) -> Response:
@@ -913,7 +940,7 @@ def correlate_message() -> Response:
     try:
         results = engine.correlate_message(name, business_key=business_key, correlation_keys=keys,
                                            variables=variables, user=_user().username,
-                                           all_matches=body.get("all") is True)
+                                           all_matches=body.get("all") is True, caller=_user().caller)
     except (NotFound, Conflict) as exc:  # Camunda: MismatchingMessageCorrelationException, a bad request
         raise InvalidInput(f"Cannot correlate message '{name}': {exc.message}", field="messageName") from exc
     if body.get("resultEnabled") is not True:
@@ -929,7 +956,10 @@ def correlate_message() -> Response:
         else:
             entry = {"resultType": "ProcessDefinition", "execution": None, "processInstance": _instance_dto(inst)}
         if body.get("variablesInResultEnabled") is True:
-            entry["variables"] = variables_to_camunda(_readable(engine.get_variables(inst["id"]), inst), tz)
+            # a declared sender may deliver to an instance they cannot read: they get no variables
+            readable = _engine().query_instances(instance_ids=[inst["id"]], visible_to=_user().visibility)[1]
+            entry["variables"] = variables_to_camunda(_readable(engine.get_variables(inst["id"]), inst), tz) \
+                if readable else {}
         out.append(entry)
     return jsonify(out)
 
@@ -1018,8 +1048,12 @@ def instance_variable(instance_id: str, name: str) -> Response:
 @bp.delete("/process-instance/<instance_id>")
 def delete_instance(instance_id: str) -> Response:
     Params(request.args, {"skipCustomListeners", "skipIoMappings", "skipSubprocesses", "failIfNotExists"})
-    _require_deployer("DELETE", "ProcessInstance", instance_id)
-    _running_instance(instance_id, any_instance=True)  # process owners may cancel any of them
+    user = _user()
+    if not can_cancel(user.staff):
+        raise Forbidden(f"The user with id '{user.username}' does not have 'DELETE' permission on resource "
+                        f"'{instance_id}' of type 'ProcessInstance': only process operators and administrators may",
+                        permission="DELETE", resource="ProcessInstance", resource_id=instance_id)
+    _running_instance(instance_id, any_instance=True)  # operators may cancel any of them
     _engine().cancel(instance_id, user=_user().username, reason="deleted through /engine-rest")
     return Response(status=204)
 

@@ -36,6 +36,7 @@ from web import masking
 from web.camunda_types import format_date, parse_date, to_typed, variables_from_camunda
 from web.engine_rest import Params, _authenticate, _error, _http_error, _refuse_nul
 from web.errors import camunda_type, http_status
+from web.json_body import read_object
 from web.rest_auth import ApiUser
 
 bp = Blueprint("external_rest", __name__)
@@ -104,7 +105,8 @@ def _user() -> ApiUser:
 
 def _is_worker(user: ApiUser) -> bool:
     staff = user.staff
-    return staff.is_admin or staff.is_process_owner or WORKER_GROUP in staff.groups
+    # least privilege: fetching and locking work is the worker accounts' role alone
+    return WORKER_GROUP in staff.groups
 
 
 def _require(allowed: bool, permission: str, resource: str) -> None:
@@ -128,12 +130,7 @@ def _require_operator() -> None:
 
 # ------------------------------------------------------------------------ input ---------------
 def _body(allowed: Iterable[str] | None = None) -> dict[str, Any]:
-    if not request.get_data(cache=True):
-        return {}
-    body = request.get_json(silent=True, force=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    _refuse_nul(body)
+    body = read_object(request)
     if allowed is not None:
         unknown = sorted(k for k in body if k not in set(allowed))
         if unknown:
@@ -271,13 +268,13 @@ def fetch_and_lock() -> Response:
     tasks = _service().fetch_and_lock(
         body.get("workerId"), body.get("maxTasks"), topics or [], use_priority=bool(body.get("usePriority")),
         sorting=body.get("sorting"), async_response_timeout=body.get("asyncResponseTimeout"))
-    return jsonify([_locked_dto(t) for t in tasks])
     who = _user().staff
     for t in tasks:  # phone, ID and address masked unless the worker is in UNMASKED_API_USERS; reads audited
         if t["variables"]:
             t["variables"] = masking.read_variables(t["variables"], who, definition_id=t["definition_id"],
                                                     instance_id=t["instance_id"], resource_type="external_task",
                                                     resource_id=t["id"], tasks=())
+    return jsonify([_locked_dto(t) for t in tasks])
 
 
 # ----------------------------------------------------------------- task commands -------------

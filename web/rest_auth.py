@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
+from engine.access import Caller
 from web.access import Staff, can_see_task
 from web.signin import Refusal, SignedIn, fingerprint, sign_in
 
@@ -53,6 +54,10 @@ class ApiUser:
 
     def sees_task(self, task: dict) -> bool:
         return can_see_task(task, self.staff)
+
+    @property
+    def caller(self) -> Caller:
+        return self.staff.caller
 
 
 class _CredentialCache:

@@ -16,11 +16,12 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from engine.errors import Conflict, InvalidInput, NotFound, ProcessError
+from engine.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
 from engine.forms import FormField, TaskForm
 from engine.service import TaskQuery
 from web.access import (
     Staff,
+    authorize_assignment,
     can_act_on_task,
     can_see_instance_summary,
     can_see_task,
@@ -31,8 +32,8 @@ from web.access import (
     visible_instance,
     visible_task,
 )
-from web.auth import group_names, list_accounts, login_manager
 from web import masking
+from web.auth import group_names, list_accounts, login_manager
 
 bp = Blueprint("tasks", __name__)
 
@@ -273,8 +274,8 @@ def index():
     instance_ids = list({t["instance_id"] for t in rows})
     summaries = {i["id"]: i["summary"] for i in engine().list_instances(instance_ids=instance_ids,
                                                                         limit=len(instance_ids) or 1)}
-    args = {"tab": tab, "q": search, "process": process_key, "sort": sort}
     summaries = masking.mask_summaries(summaries, rows, who)  # lists never show personal data in full
+    args = {"tab": tab, "q": search, "process": process_key, "sort": sort}
     return render_template("tasks/list.html", tabs=tabs, tab=tab, counts=counts, rows=rows,
                            summaries=summaries, search=search, process_key=process_key, sort=sort,
                            page=page, pages=pages, args=args, processes=process_catalog(),
@@ -575,7 +576,9 @@ def claim(task_id: str):
 def unclaim(task_id: str):
     task = visible_task(task_id)
     who = staff()
-    if not can_unclaim(task, who):
+    try:
+        authorize_assignment(task, None, who)
+    except Forbidden:
         abort(403)
     try:
         engine().unclaim(task_id, who.username)
@@ -595,6 +598,15 @@ def assign(task_id: str):
         flash(conflict_message(task_id), "warning")
         return _back_to_task(task_id)
     if assignee not in allowed:
+        flash(_("请选择本任务所属组的同事"), "error")
+        return _back_to_task(task_id)
+    try:
+        authorize_assignment(task, assignee, staff())
+    except Forbidden:
+        flash(_("该任务已被 %(name)s 领取，只有本人、客服中心主任或管理员可以转交", name=user_name(task["assignee"])),
+              "error")
+        return _back_to_task(task_id)
+    except InvalidInput:
         flash(_("请选择本任务所属组的同事"), "error")
         return _back_to_task(task_id)
     try:

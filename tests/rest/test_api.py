@@ -81,15 +81,17 @@ def test_task_work_from_list_to_completion(client, deployed):
     taken = client.post(f"{API}/tasks/{task['id']}/claim", headers=ADMIN)
     assert taken.status_code == 409 and taken.json["error"] == "conflict" and taken.json["assignee"] == "frontdesk"
     assert client.post(f"{API}/tasks/{task['id']}/unclaim", headers=ADMIN).json["assignee"] is None
-    handed = client.post(f"{API}/tasks/{task['id']}/assign", headers=FRONTDESK, json={"assignee": "caller"})
-    assert handed.json["assignee"] == "caller"
+    outsider = client.post(f"{API}/tasks/{task['id']}/assign", headers=FRONTDESK, json={"assignee": "caller"})
+    assert outsider.status_code == 400 and outsider.json["field"] == "assignee"
+    handed = client.post(f"{API}/tasks/{task['id']}/assign", headers=FRONTDESK, json={"assignee": "director"})
+    assert handed.json["assignee"] == "director"
     refused = client.post(f"{API}/tasks/{task['id']}/unclaim", headers=FRONTDESK)
     assert refused.status_code == 403
     assert client.post(f"{API}/tasks/{task['id']}/assign", headers=ADMIN, json={"assignee": "ghost"}).status_code \
         == 400
 
     someone_elses = client.post(f"{API}/tasks/{task['id']}/complete", headers=FRONTDESK, json={"variables": {}})
-    assert someone_elses.status_code == 409 and someone_elses.json["assignee"] == "caller"
+    assert someone_elses.status_code == 409 and someone_elses.json["assignee"] == "director"
     client.post(f"{API}/tasks/{task['id']}/assign", headers=ADMIN, json={"assignee": None})
     invalid = client.post(f"{API}/tasks/{task['id']}/complete", headers=FRONTDESK,
                           json={"variables": {"minutesSpent": 9999}})
