@@ -120,7 +120,9 @@ def _require_worker() -> None:
 
 
 def _require_reader() -> None:
-    _require(_is_worker(_user()) or _user().staff.is_director, "READ", "ProcessInstance")
+    staff = _user().staff
+    _require(_is_worker(_user()) or staff.is_director or staff.is_admin or staff.is_process_owner, "READ",
+             "ProcessInstance")
 
 
 def _require_operator() -> None:

@@ -107,9 +107,15 @@ def test_authentication_and_who_may_work(rest, app):
     # a NUL character is a bad request (no database stores it), in a query and in a body
     bad = client.get("/engine-rest/external-task?topicName=a%00b", headers=basic("admin"))
     assert bad.status_code == 400 and bad.get_json()["type"] == "InvalidRequestException"
-    bad = client.post("/engine-rest/external-task/fetchAndLock", headers=basic("admin"),
-                      json={"workerId": "w\u0000", "maxTasks": 1, "topics": [{"topicName": "notify", "lockDuration": 1000}]})
+    bad = rest.post("/engine-rest/external-task/fetchAndLock",
+                    json={"workerId": "w\u0000", "maxTasks": 1, "topics": [{"topicName": "notify", "lockDuration": 1000}]})
     assert bad.status_code == 400
+    # least privilege: administrators and process owners see external tasks but do not fetch work
+    for who in ("admin", "owner"):
+        assert client.get("/engine-rest/external-task", headers=basic(who)).status_code == 200
+        refused = client.post("/engine-rest/external-task/fetchAndLock", headers=basic(who),
+                              json={"workerId": "w", "maxTasks": 1, "topics": [{"topicName": "notify", "lockDuration": 1}]})
+        assert refused.status_code == 403
 
 
 def test_list_and_count_with_filters(rest, ext_engine, clock):

@@ -10,7 +10,7 @@ import pytest
 
 from engine.service import TaskQuery
 from tests.conftest import fixture_bytes
-from tests.rest.conftest import ADMIN, FINANCE, FRONTDESK, OWNER, broken_inquiry, inquiry_bpmn
+from tests.rest.conftest import ADMIN, DIRECTOR, FINANCE, FRONTDESK, OWNER, broken_inquiry, inquiry_bpmn
 from tests.web.conftest import StaffClient
 
 API = "/api/v1"
@@ -134,9 +134,10 @@ def test_instances_list_detail_variables_cancel(client, deployed):
     assert variables["urgent"] == {"value": False, "type": "Boolean"}
     assert client.get(f"{API}/instances/{instance['id']}", headers=FINANCE).status_code == 404
     assert client.post(f"{API}/instances/{instance['id']}/cancel", headers=FRONTDESK, json={}).status_code == 403
-    cancelled = client.post(f"{API}/instances/{instance['id']}/cancel", headers=OWNER, json={"reason": "重复登记"})
+    assert client.post(f"{API}/instances/{instance['id']}/cancel", headers=OWNER, json={}).status_code == 403
+    cancelled = client.post(f"{API}/instances/{instance['id']}/cancel", headers=DIRECTOR, json={"reason": "重复登记"})
     assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
-    assert client.post(f"{API}/instances/{instance['id']}/cancel", headers=OWNER, json={}).status_code == 409
+    assert client.post(f"{API}/instances/{instance['id']}/cancel", headers=ADMIN, json={}).status_code == 409
 
 
 def test_deploy_upload_and_refusal(client, engine):

@@ -270,13 +270,18 @@ def test_claim_unclaim_assignee(client, seeded):
     assert client.post(f"{BASE}/task/{task_id}/claim", headers=FRONTDESK, json={}).status_code == 400
     assert client.post(f"{BASE}/task/{task_id}/unclaim", headers=FRONTDESK).status_code == 204
     assert client.get(f"{BASE}/task/{task_id}", headers=FRONTDESK).json["assignee"] is None
-    assert client.post(f"{BASE}/task/{task_id}/assignee", headers=FRONTDESK, json={"userId": "caller"}).status_code \
+    # a task goes only to someone it is offered to: caller is not of the front desk
+    outsider = client.post(f"{BASE}/task/{task_id}/assignee", headers=FRONTDESK, json={"userId": "caller"})
+    assert outsider.status_code == 400 and "caller" in outsider.json["message"]
+    assert client.post(f"{BASE}/task/{task_id}/assignee", headers=FRONTDESK, json={"userId": "director"}).status_code \
         == 204
-    assert client.get(f"{BASE}/task/{task_id}", headers=ADMIN).json["assignee"] == "caller"
-    # a colleague of the group cannot take a claimed task away from its assignee
+    assert client.get(f"{BASE}/task/{task_id}", headers=ADMIN).json["assignee"] == "director"
+    # a colleague of the group cannot take a claimed task away from its assignee, nor move it
     taken_away = client.post(f"{BASE}/task/{task_id}/unclaim", headers=FRONTDESK)
     assert taken_away.status_code == 403 and taken_away.json["type"] == "AuthorizationException"
-    assert client.get(f"{BASE}/task/{task_id}", headers=ADMIN).json["assignee"] == "caller"
+    moved = client.post(f"{BASE}/task/{task_id}/assignee", headers=FRONTDESK, json={"userId": "frontdesk"})
+    assert moved.status_code == 403 and moved.json["type"] == "AuthorizationException"
+    assert client.get(f"{BASE}/task/{task_id}", headers=ADMIN).json["assignee"] == "director"
     ghost = client.post(f"{BASE}/task/{task_id}/assignee", headers=ADMIN, json={"userId": "ghost"})
     assert ghost.status_code == 400
     assert client.post(f"{BASE}/task/{task_id}/assignee", headers=ADMIN, json={"userId": None}).status_code == 204
