@@ -1349,21 +1349,7 @@ class WorkflowEngine:
                 now = self.clock.now()
                 claimable = and_(Timer.status == "pending", Timer.due_at <= now)
                 timer_id = entry.timer_id
-                if entry.instance_id is not None:
-                    if not self.db.is_sqlite:
-                        # Commands lock the instance, then its timer rows; a firing does the same but
-                        # never waits (the two could deadlock): it steps aside while one is inside.
-                        held = s.execute(select(ProcessInstance.id).where(ProcessInstance.id == entry.instance_id)
-                                         .with_for_update(skip_locked=True)).first()
-                        if held is None:
-                            # another scheduler firing this instance holds its due timers as well:
-                            # nothing to do here; a command holds only the instance: try again soon
-                            free = s.execute(select(Timer.id).where(Timer.instance_id == entry.instance_id,
-                                                                    claimable)
-                                             .limit(1).with_for_update(skip_locked=True)).first()
-                            if free is None:
-                                return None
-                            raise _InstanceBusy()
+                if entry.instance_id is not None:  # the instance's earliest due timer, whichever was planned
                     timer_id = s.execute(select(Timer.id).where(Timer.instance_id == entry.instance_id, claimable)
                                          .order_by(Timer.due_at, Timer.id).limit(1)).scalar()
                     if timer_id is None:
@@ -1372,8 +1358,15 @@ class WorkflowEngine:
                 if not self.db.is_sqlite:
                     q = q.with_for_update(skip_locked=True)
                 timer = s.execute(q).scalar_one_or_none()
-                if timer is None:
+                if timer is None:  # fired meanwhile, or another scheduler is firing it
                     return None
+                if timer.instance_id is not None and not self.db.is_sqlite:
+                    # Commands lock the instance, then change its timer rows; a firing holding the timer
+                    # row must not wait for the instance (the two would deadlock): step aside instead.
+                    held = s.execute(select(ProcessInstance.id).where(ProcessInstance.id == timer.instance_id)
+                                     .with_for_update(skip_locked=True)).first()
+                    if held is None:
+                        raise _InstanceBusy()
                 try:
                     self._fire(s, timer, now)
                 except Exception as exc:
