@@ -29,6 +29,21 @@ def content_hash(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
+# The same caps on every way in (process pages, /engine-rest/deployment/create, the CLI): a
+# deployment is a handful of diagrams, and the largest hospital diagram is well under 200 KB.
+MAX_DEPLOY_FILES = 20
+MAX_DEPLOY_FILE_BYTES = 2 * 1024 * 1024
+
+
+def check_upload(files: list[tuple[str, bytes]]) -> None:
+    """Refuse a deployment with too many files or a file too large, naming it."""
+    if len(files) > MAX_DEPLOY_FILES:
+        raise DeploymentError(f"a deployment holds at most {MAX_DEPLOY_FILES} files; {len(files)} were given")
+    for name, content in files:
+        if len(content) > MAX_DEPLOY_FILE_BYTES:
+            raise DeploymentError(f"the file is larger than {MAX_DEPLOY_FILE_BYTES // (1024 * 1024)} MB",
+                                  file=name)
+
 @dataclass
 class ParsedProcess:
     key: str
@@ -198,6 +213,7 @@ class Deployer:
                user: str | None, changed_only: bool, tenant_id: str | None = None) -> DeploymentResult:
         if not files:
             raise DeploymentError("nothing to deploy: no files were given")
+        check_upload(files)
         parsed = self.parse_files(session, files)
         now = self.engine.clock.now()
 

@@ -499,6 +499,19 @@ def _init_api(state) -> None:
         csrf.exempt(rest)
     app.extensions["api_v1"] = api
     app.after_request(_allow_header)
+    app.before_request(_openapi_needs_sign_in)
+
+
+def _openapi_needs_sign_in() -> Response | None:
+    """The API document is for the hospital's own integrators: signed-in staff or Basic credentials.
+    It holds no patient data, but it maps every operation, so outsiders do not get it."""
+    if request.blueprint != "api-docs":
+        return None
+    if basic_user() is None and session_user() is None:
+        response = _error(401, "unauthorized", "sign in, or send HTTP Basic credentials of a staff account")
+        response.headers["WWW-Authenticate"] = 'Basic realm="hospital-workflow API"'
+        return response
+    return None
 
 
 API_PREFIXES = ("/api/", "/engine-rest/")
@@ -544,6 +557,9 @@ def _authenticate() -> Response | None:
             response.headers["WWW-Authenticate"] = 'Basic realm="hospital-workflow API"'
         return response
     g.api_user = user
+    role_check = ROLE_CHECKS.get(request.endpoint or "")
+    if role_check is not None:  # before the body is parsed: a refused caller learns nothing from it
+        role_check()
     return None
 
 
@@ -605,6 +621,16 @@ def _too_deep(exc: RecursionError) -> Response:
 def _require_deployer() -> None:
     if not _user().can_deploy:
         raise Forbidden("only process owners and administrators may do this")
+
+
+def _require_canceller() -> None:
+    if not access.can_cancel(_user().staff):  # operators may cancel any case, not only those they see
+        raise Forbidden("only process operators and administrators may cancel a case")
+
+
+# Endpoints open to some roles only, checked as soon as the caller is known.
+ROLE_CHECKS = {"api_v1.deploy": _require_deployer, "api_v1.delete_deployment": _require_deployer,
+               "api_v1.cancel_instance": _require_canceller}
 
 
 # --------------------------------------------------------------------------------- tasks ----
@@ -786,8 +812,7 @@ def correlate_message(args: dict) -> list[dict]:
 @rest.response(200, InstanceSchema)
 def cancel_instance(args: dict, instance_id: str) -> dict:
     """Cancel a running instance (process operators and administrators)."""
-    if not access.can_cancel(_user().staff):  # operators may cancel any instance, not only those they see
-        raise Forbidden("only process operators and administrators may cancel a case")
+    _require_canceller()
     engine = _engine()
     engine.cancel(instance_id, user=_user().username, reason=args.get("reason"))
     rows, _ = engine.query_instances(instance_ids=[instance_id])

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from engine.deployment import file_kind
+from engine.deployment import MAX_DEPLOY_FILES, file_kind
 from engine.errors import DeploymentError, EngineError, NotFound, ProcessError
 from web.access import Staff, engine
 from web.api import decision_table
@@ -23,7 +23,7 @@ from web.headers import download, style_attributes
 
 bp = Blueprint("processes", __name__, url_prefix="/processes")
 
-MAX_FILES = 20
+MAX_FILES = MAX_DEPLOY_FILES  # the engine refuses more on every path
 # FEEL words that are not variables (for finding the variables an input expression reads)
 FEEL_WORDS = {"and", "or", "not", "true", "false", "null", "if", "then", "else", "for", "in", "return", "some",
               "every", "satisfies", "instance", "of", "function", "between", "date", "time", "duration",

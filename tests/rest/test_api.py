@@ -32,7 +32,8 @@ def start(client, key="ZX-1", headers=FRONTDESK, **variables):
 
 
 def test_openapi_document_at_a_stable_url(client):
-    doc = client.get(f"{API}/openapi.json")
+    assert client.get(f"{API}/openapi.json").status_code == 401  # staff only
+    doc = client.get(f"{API}/openapi.json", headers=FRONTDESK)
     assert doc.status_code == 200 and doc.json["openapi"].startswith("3.")
     paths = doc.json["paths"]
     for path in ("/api/v1/tasks", "/api/v1/tasks/{task_id}/complete", "/api/v1/instances/{instance_id}",

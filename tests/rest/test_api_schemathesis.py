@@ -25,12 +25,15 @@ _DIRECTORY = Path(tempfile.mkdtemp(prefix="api-fuzz-"))
 _ENGINE = make_engine(f"sqlite:///{_DIRECTORY / 'fuzz.db'}", FrozenClock(datetime(2026, 3, 2, 1, tzinfo=UTC)),
                       _DIRECTORY)
 _APP = make_app(_ENGINE)
+# the fuzzer sends wrong credentials on purpose (its authentication checks): no lock, no throttling
+_ENGINE.settings.login_max_failures = 10**9
+_APP.config["RATELIMIT_ENABLED"] = False
 deploy_web_fixtures(_ENGINE)
 start_request(_ENGINE, "SR-FUZZ-1")
 atexit.register(shutil.rmtree, _DIRECTORY, ignore_errors=True)
 atexit.register(_ENGINE.db.dispose)
 
-schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", _APP)
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", _APP, headers={"Authorization": ADMIN["Authorization"]})
 
 
 @schema.parametrize()
