@@ -95,7 +95,9 @@ def init_app(app: Flask) -> None:
 
 def _limiter() -> Limiter | None:
     limiter = current_app.extensions.get("signin_limiter")
-    return limiter if limiter is not None and limiter.enabled else None
+    if limiter is None or not limiter.enabled or not current_app.config.get("RATELIMIT_ENABLED", True):
+        return None
+    return limiter
 
 
 @functools.lru_cache(maxsize=32)

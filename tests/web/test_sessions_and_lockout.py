@@ -190,3 +190,21 @@ def test_the_lock_message_in_english(make_client):
 def test_a_bad_limit_setting_is_refused_at_start(staff_engine):
     with pytest.raises(ValueError, match="LOGIN_FAILURE_LIMIT"):
         create_app({"TESTING": True, "SECRET_KEY": "x", "LOGIN_FAILURE_LIMIT": "lots"}, engine=staff_engine)
+
+
+def test_behind_a_trusted_proxy_the_client_address_counts(staff_engine):
+    app = create_app({"TESTING": True, "SECRET_KEY": "p", "TRUSTED_PROXIES": 1,
+                      "LOGIN_FAILURE_LIMIT": "2 per 15 minutes"}, engine=staff_engine)
+    client = app.test_client()
+
+    def login(password: str, client_address: str):
+        token = StaffClient(client).token()
+        return client.post("/login", data={"username": "frontdesk", "password": password, "csrf_token": token},
+                           headers={"X-Forwarded-For": client_address})
+
+    assert login("wrong-password", "10.8.0.21").status_code == 401
+    assert login("wrong-password", "10.8.0.21").status_code == 401
+    assert login("demo", "10.8.0.21").status_code == 429  # that client is throttled ...
+    assert login("demo", "10.8.0.99").status_code == 302  # ... a colleague behind the same proxy is not
+    events, _ = staff_engine.audit.query()
+    assert {e["address"] for e in events} == {"10.8.0.21", "10.8.0.99"}
