@@ -78,6 +78,13 @@ class DialectScriptEngine(SandboxedScriptEngine):
                                                           limits=runtime.budgets.sandbox))
         self.runtime = runtime
 
+    def create_task_exec_exception(self, task, script, err):
+        # SpiffWorkflow joins the exception's first argument to its message as text: a script's
+        # `raise ValueError(5)` would fail there with a TypeError instead of the script's own error
+        if err.args and not isinstance(err.args[0], str):
+            err.args = (", ".join(repr(a) if isinstance(a, bytes) else str(a) for a in err.args),)
+        return super().create_task_exec_exception(task, script, err)
+
     # -- clock ---------------------------------------------------------------------------------
     @property
     def tz(self) -> ZoneInfo:

@@ -102,3 +102,23 @@ def test_the_engine_refuses_unstorable_text_from_any_caller(deployed):
 
     with pytest.raises(InvalidInput, match="surrogate"):
         deployed.start("inquiry", business_key="ZX-E", variables={"note": "a\ud800b"})
+
+
+@pytest.mark.parametrize("statement", ["raise ValueError(5)", "raise ValueError(b'x')", "raise KeyError(None)",
+                                       "raise ValueError({'a': [1, 2]})", "raise Exception()"])
+def test_a_script_raising_anything_gets_the_script_error_answer(client, engine, statement):
+    xml = fixture_bytes("bpmn", "script_flow.bpmn").decode()
+    start, end = xml.index("<bpmn:script>") + len("<bpmn:script>"), xml.index("</bpmn:script>")
+    engine.deploy([("script_flow.bpmn", (xml[:start] + statement + xml[end:]).encode())], name="s", user="owner")
+    started = client.post(f"{BASE}/process-definition/key/script_flow/start", headers=FRONTDESK, json={})
+    assert started.status_code == 200
+    instance_id = started.json["id"]
+    (task,) = client.get(f"{BASE}/task", headers=FRONTDESK, query_string={"processInstanceId": instance_id}).json
+    done = client.post(f"{BASE}/task/{task['id']}/complete", headers=FRONTDESK,
+                       json={"variables": {"items": {"value": "[]", "type": "Json"}}})
+    assert done.status_code == 422, done.get_data(as_text=True)
+    assert "Compute" in done.json["message"] or "计算" in done.json["message"]
+    # nothing was lost: the task is still open with the instance as it was
+    assert client.get(f"{BASE}/task/{task['id']}", headers=FRONTDESK).status_code == 200
+    api = client.post(f"/api/v1/tasks/{task['id']}/complete", headers=FRONTDESK, json={"variables": {"items": []}})
+    assert api.status_code == 422, api.get_data(as_text=True)
