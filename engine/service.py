@@ -1348,17 +1348,24 @@ class WorkflowEngine:
                     s.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 now = self.clock.now()
                 claimable = and_(Timer.status == "pending", Timer.due_at <= now)
-                timer_id = entry.timer_id
-                if entry.instance_id is not None:  # the instance's earliest due timer, whichever was planned
-                    timer_id = s.execute(select(Timer.id).where(Timer.instance_id == entry.instance_id, claimable)
-                                         .order_by(Timer.due_at, Timer.id).limit(1)).scalar()
-                    if timer_id is None:
-                        return None
-                q = select(Timer).where(Timer.id == timer_id, claimable)
-                if not self.db.is_sqlite:
-                    q = q.with_for_update(skip_locked=True)
-                timer = s.execute(q).scalar_one_or_none()
-                if timer is None:  # fired meanwhile, or another scheduler is firing it
+                q = select(Timer).where(Timer.id == entry.timer_id, claimable)
+                if entry.instance_id is not None:  # the planned timer if it is its instance's earliest due one
+                    earlier = Timer.__table__.alias("earlier")
+                    q = q.where(~exists().where(
+                        earlier.c.instance_id == Timer.instance_id, earlier.c.status == "pending",
+                        earlier.c.due_at <= now, or_(earlier.c.due_at < Timer.due_at,
+                                                     and_(earlier.c.due_at == Timer.due_at, earlier.c.id < Timer.id))))
+                timer = s.execute(q if self.db.is_sqlite else q.with_for_update(skip_locked=True)).scalar_one_or_none()
+                if timer is None and entry.instance_id is not None:
+                    # else the instance's earliest due timer (unless that is the planned one: fired meanwhile,
+                    # or another scheduler is firing it)
+                    head = s.execute(select(Timer.id).where(Timer.instance_id == entry.instance_id, claimable)
+                                     .order_by(Timer.due_at, Timer.id).limit(1)).scalar()
+                    if head is not None and head != entry.timer_id:
+                        q = select(Timer).where(Timer.id == head, claimable)
+                        timer = s.execute(q if self.db.is_sqlite else q.with_for_update(skip_locked=True)) \
+                            .scalar_one_or_none()
+                if timer is None:
                     return None
                 if timer.instance_id is not None and not self.db.is_sqlite:
                     # Commands lock the instance, then change its timer rows; a firing holding the timer

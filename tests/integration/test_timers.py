@@ -386,3 +386,23 @@ def test_a_timer_falling_due_during_a_backlog_waits_a_bounded_number_of_firings(
         assert len(after) <= 5 * 2 + 3, after  # the rest of this plan, then the first round of the next
     assert open_elements(engine, callback["id"]) == ["CallAgain"]
     assert due_pending(engine, "ward_round") == 40
+
+
+def test_a_planned_firing_fires_its_instances_earliest_due_timer(any_engine, clock):
+    """Whatever timer of an instance a plan names, the instance's oldest due timer fires first: the
+    three reminders (10, 20, 30 min) before the two-hour escalation that interrupts the task."""
+    from engine.timer_queue import PlannedFiring
+
+    deploy(any_engine)
+    inst = any_engine.start("timer_kinds", business_key="H-1")
+    clock.advance(minutes=30)
+    assert any_engine.fire_due_timers() == 1  # Wait30: now at Handle, with Remind and Overdue
+    clock.advance(hours=3)
+    with any_engine.db.reader() as s:
+        overdue = s.execute(select(Timer).where(Timer.instance_id == inst["id"], Timer.element_id == "Overdue")) \
+            .scalar_one()
+    entry = PlannedFiring(overdue.id, inst["id"], None)
+    fired = [any_engine._fire_planned(entry) for _ in range(4)]
+    assert fired[-1] == overdue.id and overdue.id not in fired[:3]
+    assert open_elements(any_engine, inst["id"]) == ["Escalate", "Reminder", "Reminder", "Reminder"]
+    assert any_engine._fire_planned(entry) is None
