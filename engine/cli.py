@@ -238,6 +238,10 @@ def cmd_serve(engine, args):
     from web import create_app
 
     app = create_app(engine=engine)
+    from engine import sandbox_worker
+
+    # the script worker starts now, not on the first script a user's step runs
+    threading.Thread(target=sandbox_worker.prestart, name="sandbox-prestart", daemon=True).start()
     scheduler = None
     if not args.no_scheduler:
         scheduler = TimerScheduler(engine)

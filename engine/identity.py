@@ -91,14 +91,6 @@ class IdentityService:
     def __init__(self, engine):
         self.engine = engine
 
-    def authenticate(self, username: str, password: str) -> User | None:
-        with self.engine.db.reader() as s:
-            user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()
-            if user is not None and verify_password(user, password):
-                _ = [g.id for g in user.groups]
-                return user
-            return None
-
     def get_user(self, username: str) -> User | None:
         with self.engine.db.reader() as s:
             user = s.execute(select(User).where(User.username == username)).scalar_one_or_none()

@@ -32,7 +32,15 @@ ACTION_TEXT = {
     "login": _l("登录"),
     "login_failed": _l("登录失败"),
     "logout": _l("退出登录"),
-    "lockout": _l("账户锁定"),
+    "locked": _l("账户临时锁定"),
+    "unlocked": _l("解除锁定"),
+    "sessions_revoked": _l("强制下线"),
+    "password_reset": _l("重置密码"),
+    "deactivated": _l("停用账号"),
+    "activated": _l("启用账号"),
+    "user_created": _l("新建账号"),
+    "search_patient": _l("查找患者"),
+    "anonymize": _l("匿名化"),
     "erase": _l("删除个人信息"),
 }
 

@@ -19,6 +19,7 @@ from werkzeug.datastructures import MultiDict
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
 from engine.forms import FormField, TaskForm
 from engine.service import TaskQuery
+from web import masking
 from web.access import (
     Staff,
     authorize_assignment,
@@ -32,7 +33,6 @@ from web.access import (
     visible_instance,
     visible_task,
 )
-from web import masking
 from web.auth import group_names, list_accounts, login_manager
 
 bp = Blueprint("tasks", __name__)
@@ -73,6 +73,7 @@ HISTORY_TEXT = {
     "end": _l("流程结束"),
     "cancel": _l("流程已取消"),
     "decision": _l("决策"),
+    "anonymized": _l("已按保存期限匿名化"),
 }
 STATUS_TEXT = {"active": _l("办理中"), "completed": _l("已结束"), "cancelled": _l("已取消"),
                "open": _l("待办")}
