@@ -93,3 +93,16 @@ def test_a_step_shows_in_full_what_it_declares_and_its_own_form_fields():
     assert Masker(policy, nurse, [visit]).values(VALUES) == VALUES  # no declaration: the whole case
     assert Masker(policy, nurse, [{**visit, "status": "completed"}]).values(VALUES)["phone"] == "136****2222"
     assert Masker(policy, Viewer("his", (), unmasked=True)).values(VALUES) == VALUES
+
+
+def test_the_hospital_diagrams_declare_what_their_steps_need():
+    """The investigating department works on the facts, not the complainant's phone; a ward's desk
+    phone is no personal data."""
+    from pathlib import Path
+
+    workflows = Path(__file__).resolve().parents[2] / "workflows" / "bpmn"
+    complaint = policy_from_bpmn((workflows / "complaint.bpmn").read_bytes(), "complaint")
+    assert complaint.kind_of("complainantPhone") == "phone"
+    assert not complaint.step_needs("Activity_investigate", "complainantPhone")
+    escort = policy_from_bpmn((workflows / "escort_request.bpmn").read_bytes(), "escort_request")
+    assert escort.kind_of("wardPhone") is None
