@@ -6,28 +6,16 @@ import math
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_login import current_user
 
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.identity import ROLE_ADMIN, IdentityService
-from web.access import engine, require_admin, staff
-from web.auth import list_accounts, list_groups, load_account, login_manager, select_locale
+from web.access import engine, staff
+from web.auth import list_accounts, list_groups, load_account, select_locale, staff_pages
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-@bp.before_request
-def _admins_only():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    require_admin()
-    return None
-
-
-@bp.after_request
-def _no_store(response):
-    response.headers["Cache-Control"] = "no-store"
-    return response
+staff_pages(bp, admins_only=True)
 
 
 def identity() -> IdentityService:

@@ -12,12 +12,11 @@ from datetime import date, datetime, time, timedelta
 from flask import Blueprint, abort, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 
 from engine.audit import AuditQuery
 from web import masking
 from web.access import engine, require_admin, staff, visible_instance
-from web.auth import login_manager
+from web.auth import staff_pages
 
 bp = Blueprint("audit", __name__)
 
@@ -45,17 +44,7 @@ ACTION_TEXT = {
 }
 
 
-@bp.before_request
-def _require_login():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    return None
-
-
-@bp.after_request
-def _no_store(response):
-    response.headers["Cache-Control"] = "no-store"
-    return response
+staff_pages(bp)
 
 
 # ---------------------------------------------------------------------------- reveal ---------

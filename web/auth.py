@@ -132,6 +132,27 @@ def _load_user(session_token: str) -> StaffUser | None:
     return StaffUser(Staff(found.username, found.display_name, found.groups), session_token)
 
 
+def staff_pages(blueprint: Blueprint, *, admins_only: bool = False) -> None:
+    """Pages of `blueprint` need a signed-in user (administrators only, if asked) and are never kept
+    in the browser cache: patient data on shared front-desk PCs must not come back with "back"
+    after signing out."""
+
+    @blueprint.before_request
+    def _signed_in():
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if admins_only:
+            from web.access import require_admin
+
+            require_admin()
+        return None
+
+    @blueprint.after_request
+    def _no_store(response):
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
 def wants_json() -> bool:
     return (request.blueprint in JSON_BLUEPRINTS or request.path.startswith(JSON_PATH_PREFIXES)
             or request.path.endswith(".json") or request.accept_mimetypes.best == "application/json")

@@ -14,29 +14,17 @@ from datetime import date, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_login import current_user
 
 from engine import retention
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.notify import mask_phone
-from web.access import engine, require_admin, staff
-from web.auth import login_manager, select_locale
+from web.access import engine, staff
+from web.auth import select_locale, staff_pages
 
 bp = Blueprint("privacy_admin", __name__, url_prefix="/admin/patients")
 
 
-@bp.before_request
-def _admins_only():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    require_admin()
-    return None
-
-
-@bp.after_request
-def _no_store(response):
-    response.headers["Cache-Control"] = "no-store"
-    return response
+staff_pages(bp, admins_only=True)
 
 
 def _text(exc: InvalidInput | Conflict | NotFound) -> str:

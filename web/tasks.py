@@ -13,7 +13,6 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from engine.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
@@ -33,7 +32,7 @@ from web.access import (
     visible_instance,
     visible_task,
 )
-from web.auth import group_names, list_accounts, login_manager
+from web.auth import group_names, list_accounts, staff_pages
 
 bp = Blueprint("tasks", __name__)
 
@@ -81,19 +80,7 @@ ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 TRUE_WORDS = ("true", "1", "on", "yes")
 
 
-@bp.before_request
-def _require_login():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    return None
-
-
-@bp.after_request
-def _no_store(response):
-    # patient data on shared front-desk PCs: not kept in the browser cache (nor shown by "back"
-    # after signing out)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+staff_pages(bp)
 
 
 # -- small lookups (once per request) -------------------------------------------------------
