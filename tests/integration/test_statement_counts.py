@@ -1,0 +1,94 @@
+"""How many database statements and transactions each engine command costs, counted with a
+SQLAlchemy event listener on the benchmark's own workload (bench/engine_throughput.py: start →
+decision → gateway → user tasks, each listed and completed as the task list does).
+
+The bounds are what the engine costs today: a change that adds statements to the hot path fails
+here as a number, not a feeling. Lower them when the save path gets leaner."""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import event
+
+from engine.service import TaskQuery
+
+ROOT = Path(__file__).resolve().parents[2]
+BPMN = ROOT / "tests" / "fixtures" / "bpmn" / "triage_flow.bpmn"
+DMN = ROOT / "tests" / "fixtures" / "dmn" / "triage.dmn"
+
+# per command: statements sent (BEGIN and PRAGMA not counted), transactions begun (read ones
+# included), of which committed — the same on SQLite and PostgreSQL today
+BOUNDS = {
+    "start": (7, 1, 1),
+    "list": (1, 1, 0),
+    "complete": (8, 1, 1),
+}
+
+
+class StatementCounter:
+    def __init__(self, engine):
+        self.counts: Counter[str] = Counter()
+        self._engine = engine.db.engine
+
+    def _statement(self, conn, cursor, statement, parameters, context, executemany):
+        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+            self.counts["statements"] += 1
+
+    def _begin(self, conn):
+        self.counts["transactions"] += 1
+
+    def _commit(self, conn):
+        self.counts["commits"] += 1
+
+    @contextmanager
+    def __call__(self):
+        self.counts.clear()
+        event.listen(self._engine, "before_cursor_execute", self._statement)
+        event.listen(self._engine, "begin", self._begin)
+        event.listen(self._engine, "commit", self._commit)
+        try:
+            yield self.counts
+        finally:
+            event.remove(self._engine, "before_cursor_execute", self._statement)
+            event.remove(self._engine, "begin", self._begin)
+            event.remove(self._engine, "commit", self._commit)
+
+
+def test_statements_and_transactions_per_command(any_engine):
+    engine = any_engine
+    engine.deploy([(DMN.name, DMN.read_bytes()), (BPMN.name, BPMN.read_bytes())])
+    counter = StatementCounter(engine)
+    variables = {"category": "收费争议", "amount": 10, "urgent": True, "patientName": "患者"}
+    # a first instance warms the caches (definitions, specs, compiled statements)
+    first = engine.start("triage_flow", business_key="W-1", variables=variables, user="frontdesk")
+    for task in engine.list_tasks(TaskQuery(instance_id=first["id"], limit=10)):
+        engine.complete(task["id"], {}, user="frontdesk")
+
+    seen: dict[str, list[tuple[int, int, int]]] = {"start": [], "list": [], "complete": []}
+    with counter() as counts:
+        instance = engine.start("triage_flow", business_key="B-1", variables=variables, user="frontdesk")
+    seen["start"].append((counts["statements"], counts["transactions"], counts["commits"]))
+    completed = 0
+    while True:
+        with counter() as counts:
+            tasks = engine.list_tasks(TaskQuery(instance_id=instance["id"], limit=10))
+        seen["list"].append((counts["statements"], counts["transactions"], counts["commits"]))
+        if not tasks:
+            break
+        with counter() as counts:
+            engine.complete(tasks[0]["id"], {}, user="frontdesk")
+        seen["complete"].append((counts["statements"], counts["transactions"], counts["commits"]))
+        completed += 1
+    assert completed >= 1 and engine.get_instance(instance["id"])["status"] == "completed"
+
+    over = []
+    for command, observed in seen.items():
+        bound = BOUNDS[command]
+        for counted in observed:
+            if any(n > limit for n, limit in zip(counted, bound, strict=True)):
+                over.append(f"{command}: {counted} statements / transactions / commits (bound {bound})")
+    print({command: observed for command, observed in seen.items()})
+    assert not over, "the hot path got heavier:\n" + "\n".join(over)
