@@ -95,7 +95,7 @@ def test_statements_and_transactions_per_command(any_engine):
     assert not over, "the hot path got heavier:\n" + "\n".join(over)
 
 
-def test_transactions_of_one_click_on_complete(make_client, staff_engine):
+def test_transactions_of_one_click_on_complete(make_client, staff_engine):  # noqa: F811 (fixtures)
     """A staff member's click on "complete" in the task list: the transactions it opens, from the
     sign-in check to the next-step hint. Bounded at today's count; the rebuild brings it to two."""
     from tests.web.test_task_page import claimed_task
