@@ -1,4 +1,5 @@
-# The two commands: `make run` (the service on SQLite, with demo staff) and `make test` (the suite).
+# The two commands: `make run` (the service on SQLite, with demo staff: gunicorn with the scheduler and
+# SMS worker beside it, web/serve.py) and `make test` (the suite).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -41,7 +42,7 @@ postgres:
 
 run: $(STAMP) $(VENDOR)
 	$(BIN)/hospital-workflow setup --demo
-	$(BIN)/hospital-workflow serve --port $(PORT)
+	$(BIN)/hospital-workflow-serve --port $(PORT)
 
 test: $(STAMP) $(VENDOR) chromium postgres
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

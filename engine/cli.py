@@ -230,38 +230,10 @@ def cmd_notify_worker(engine, args):
     run_worker(engine)
 
 
-def cmd_serve(engine, args):
-    """Web server and scheduler in one process (the `make run` shape, on SQLite)."""
-    from werkzeug.serving import run_simple
-
-    from engine.scheduler import TimerScheduler
-    from web import create_app
-
-    app = create_app(engine=engine)
-    from engine import sandbox_worker
-
-    # the script worker starts now, not on the first script a user's step runs
-    threading.Thread(target=sandbox_worker.prestart, name="sandbox-prestart", daemon=True).start()
-    scheduler = None
-    if not args.no_scheduler:
-        scheduler = TimerScheduler(engine)
-        scheduler.start()
-        app.extensions["scheduler"] = scheduler
-    workers = []
-    if not args.no_worker:
-        try:
-            from engine.notify import start_worker_thread
-        except ImportError:
-            start_worker_thread = None
-        if start_worker_thread is not None:
-            workers.append(start_worker_thread(engine))
-    port = int(args.port or os.environ.get("PORT", 5000))
-    print(f"service on http://{args.host}:{port}  (database {engine.db.url})")
-    try:
-        run_simple(args.host, port, app, threaded=True, use_reloader=False)
-    finally:
-        if scheduler is not None:
-            scheduler.shutdown()
+def serve_elsewhere(argv: list[str]) -> None:
+    """`hospital-workflow serve` lives with the web app (web/serve.py, `hospital-workflow-serve`):
+    this only hands over, so the engine never imports the web layer."""
+    os.execv(sys.executable, [sys.executable, "-m", "web.serve", *argv])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,14 +347,15 @@ def main(argv: list[str] | None = None) -> int:
 
     retention_cli.add_commands(sub)  # retention run, patient export / anonymize / erase
 
-    p = sub.add_parser("serve", help="web server with the scheduler (development / make run)")
-    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    p.add_argument("--port")
-    p.add_argument("--no-scheduler", action="store_true")
-    p.add_argument("--no-worker", action="store_true")
-    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("serve", add_help=False,
+                       help="web server with the scheduler and SMS worker: hospital-workflow-serve (web/serve.py)")
+    p.add_argument("serve_args", nargs=argparse.REMAINDER)
 
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        if args.database_url:
+            os.environ["DATABASE_URL"] = args.database_url
+        serve_elsewhere(args.serve_args)
     try:
         engine = build_engine(args)
         args.func(engine, args)

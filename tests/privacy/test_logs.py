@@ -5,12 +5,8 @@ values (a search for a phone number or a name)."""
 from __future__ import annotations
 
 import logging
-import re
-import threading
-import urllib.error
-import urllib.request
+import os
 
-from engine import cli
 from engine.external import ExternalTaskQuery
 from engine.identity import IdentityService
 from engine.notify import ConsoleGateway, GatewayError, HttpGateway, NotifyWorker, list_outbox
@@ -83,35 +79,38 @@ def test_the_filter_masks_numbers_in_messages_and_tracebacks():
     assert scrub_log_line('"GET /?q=%E5%BC%A0%E4%B8%89&tab=all HTTP/1.1" 200') == '"GET /?q=…&tab=… HTTP/1.1" 200'
 
 
-def test_the_served_app_logs_request_lines_without_query_values(hospital, tmp_path, caplog, monkeypatch):
-    """`hospital-workflow serve` as run in production shape: a real HTTP server and werkzeug's
-    request log; a search for a phone number appears as ?q=…"""
-    from werkzeug import serving
+def test_the_served_app_logs_request_lines_without_query_values():
+    """gunicorn's access log as `hospital-workflow-serve` configures it (web/gunicorn_conf.py): a
+    search for a phone number appears as ?q=…, the referrer (whose query may hold a search) is not
+    logged, and the line names the web worker's pid. tests/integration/test_served.py reads the
+    same lines from the real service."""
+    from datetime import timedelta
+    from types import SimpleNamespace
 
-    seen: dict = {}
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
 
-    def serve_once(host, port, app, **kwargs):
-        server = serving.make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            url = f"http://127.0.0.1:{server.server_port}/?q={SEARCHED}"
-            try:
-                with urllib.request.urlopen(url, timeout=10) as response:  # → /login?next=/?q=…
-                    seen["status"] = response.status
-            except urllib.error.HTTPError as exc:
-                seen["status"] = exc.code
-        finally:
-            server.shutdown()
-            thread.join(5)
+    from web import gunicorn_conf
+    from web.serve import configure_logging
 
-    monkeypatch.setattr(serving, "run_simple", serve_once)
-    caplog.set_level(logging.INFO)
-    hospital.db.dispose()
-    assert cli.main(["--database-url", f"sqlite:///{tmp_path / 'test.db'}", "serve", "--no-scheduler",
-                     "--no-worker", "--port", "0"]) == 0
-    assert seen["status"] == 200
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", r.getMessage()) for r in caplog.records if r.name == "werkzeug"]
-    assert any('"GET /?q=… HTTP/1.1" 302' in line for line in lines), lines
-    assert any('"GET /login?next=… HTTP/1.1" 200' in line for line in lines), lines
-    assert SEARCHED not in caplog.text and "3912345678" not in caplog.text
+    cfg = Config()
+    cfg.set("accesslog", gunicorn_conf.accesslog)
+    cfg.set("access_log_format", gunicorn_conf.access_log_format)
+    access = Logger(cfg)
+    configure_logging()
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("gunicorn.access").addHandler(handler)
+    try:
+        environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"/?q={SEARCHED}&tab=all", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "QUERY_STRING": f"q={SEARCHED}&tab=all", "REMOTE_ADDR": "10.1.2.3",
+                   "HTTP_REFERER": "http://hospital/?q=%E5%BC%A0%E4%B8%89"}
+        access.access(SimpleNamespace(status="302 FOUND", sent=0, headers=[]), SimpleNamespace(headers=[]),
+                      environ, timedelta(milliseconds=12))
+    finally:
+        logging.getLogger("gunicorn.access").removeHandler(handler)
+    [line] = lines
+    assert '"GET /?q=…&tab=… HTTP/1.1" 302' in line, line
+    assert SEARCHED not in line and "3912345678" not in line and "%E5%BC%A0" not in line
+    assert f"<{os.getpid()}>" in line
