@@ -347,15 +347,16 @@ def main(argv: list[str] | None = None) -> int:
 
     retention_cli.add_commands(sub)  # retention run, patient export / anonymize / erase
 
-    p = sub.add_parser("serve", add_help=False,
-                       help="web server with the scheduler and SMS worker: hospital-workflow-serve (web/serve.py)")
-    p.add_argument("serve_args", nargs=argparse.REMAINDER)
+    sub.add_parser("serve", add_help=False,
+                   help="web server with the scheduler and SMS worker: hospital-workflow-serve (web/serve.py)")
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    known, _rest = parser.parse_known_args(argv)
+    if known.command == "serve":  # its options are the serve command's own
+        if known.database_url:
+            os.environ["DATABASE_URL"] = known.database_url
+        serve_elsewhere(argv[argv.index("serve") + 1:])
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        if args.database_url:
-            os.environ["DATABASE_URL"] = args.database_url
-        serve_elsewhere(args.serve_args)
     try:
         engine = build_engine(args)
         args.func(engine, args)
