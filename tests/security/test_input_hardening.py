@@ -24,7 +24,8 @@ def deployed(engine):
 
 @pytest.mark.parametrize("path", ["/process-definition", "/decision-definition", "/process-definition/count"])
 @pytest.mark.parametrize("param", ["keyLike", "nameLike", "resourceNameLike"])
-@pytest.mark.parametrize("pattern", ["%" * 1000, "%a" * 500 + "b", "_%" * 500 + "!"])
+# "%" * 22 + "!" froze the old regex translation for minutes: no key ends in "!", so it backtracked
+@pytest.mark.parametrize("pattern", ["%" * 1000, "%" * 1000 + "!", "%a" * 500 + "b", "_%" * 500 + "!"])
 def test_like_patterns_answer_in_milliseconds(client, deployed, path, param, pattern):
     assert client.get(f"{BASE}/version", headers=OWNER).status_code == 200  # credentials checked once
     started = time.perf_counter()
