@@ -91,8 +91,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -282,9 +281,6 @@ DEFAULT_ROTAS: Mapping[str, tuple[Shift, ...]] = MappingProxyType(
 # --------------------------------------------------------------------------- configuration
 
 
-_CONFIG_KEYS = ("timezone", "working_hours", "rotas", "duty_groups", "overrides", "confirmed_years", "strict")
-
-
 @dataclass(frozen=True)
 class CalendarConfig:
     """Everything the calendar needs; validated on construction (``ValueError`` naming the key).
@@ -361,55 +357,6 @@ class CalendarConfig:
                 raise CalendarConfigError(f"calendar.confirmed_years: {year!r} is not a year")
         object.__setattr__(self, "confirmed_years", years)
 
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, object]) -> CalendarConfig:
-        """Build a config from the ``[calendar]`` table of a TOML file (or the same as JSON).
-
-        Keys (all optional)::
-
-            timezone = "Asia/Shanghai"
-            strict = false
-            confirmed_years = [2027]            # or "2027,2028"
-            [working_hours]
-            start = "08:00"                     # HH:MM or HH:MM:SS
-            end = "17:30"
-            lunch_start = "12:00"               # optional, with lunch_end
-            lunch_end = "13:30"
-            [rotas]                             # a rota given replaces the built-in one of that name
-            default = [{code = "early", name_zh = "早班", name_en = "Early shift",
-                        start = "07:30", end = "15:30", group = "emergency_early"}, ...]
-            [duty_groups.dispatcher]            # role -> shift code -> group
-            early = "dispatch_early"
-            [overrides]                         # or a list of {date, is_working, name}
-            "2027-01-01" = {is_working = false, name = "元旦"}
-
-        Raises ``ValueError`` naming the bad key and value, e.g.
-        ``calendar.working_hours.start: '25:00' is not a time HH:MM``.
-        """
-        if not isinstance(mapping, Mapping):
-            raise CalendarConfigError(f"calendar: expected a table of settings, got {mapping!r}")
-        for key in mapping:
-            if key not in _CONFIG_KEYS:
-                raise CalendarConfigError(
-                    f"calendar.{key}: unknown setting (known: {', '.join(_CONFIG_KEYS)})"
-                )
-        values: dict[str, object] = {}
-        if "timezone" in mapping:
-            values["timezone"] = _parse_text(mapping["timezone"], "calendar.timezone")
-        if "strict" in mapping:
-            values["strict"] = _parse_bool(mapping["strict"], "calendar.strict")
-        if "confirmed_years" in mapping:
-            values["confirmed_years"] = _parse_years(mapping["confirmed_years"], "calendar.confirmed_years")
-        if "working_hours" in mapping:
-            values["working_hours"] = _parse_working_hours(mapping["working_hours"], "calendar.working_hours")
-        if "rotas" in mapping:
-            values["rotas"] = _parse_rotas(mapping["rotas"], "calendar.rotas")
-        if "duty_groups" in mapping:
-            values["duty_groups"] = _parse_duty_groups(mapping["duty_groups"], "calendar.duty_groups")
-        if "overrides" in mapping:
-            values["overrides"] = _parse_overrides(mapping["overrides"], "calendar.overrides")
-        return cls(**values)  # type: ignore[arg-type]
-
 
 def _validate_rota(name: str, shifts: tuple[Shift, ...]) -> None:
     path = f"calendar.rotas.{name}"
@@ -449,176 +396,6 @@ def _seconds(moment: time) -> int:
 
 def _hhmm(moment: time) -> str:
     return moment.strftime("%H:%M") if not moment.second else moment.strftime("%H:%M:%S")
-
-
-_TIME_PATTERN = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-
-
-def _parse_time(value: object, path: str) -> time:
-    if isinstance(value, time) and value.tzinfo is None:
-        return value
-    if isinstance(value, str):
-        match = _TIME_PATTERN.match(value.strip())
-        if match:
-            hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)
-            if hour < 24 and minute < 60 and second < 60:
-                return time(hour, minute, second)
-    raise CalendarConfigError(f"{path}: {value!r} is not a time HH:MM")
-
-
-def _parse_text(value: object, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise CalendarConfigError(f"{path}: {value!r} is not a non-empty text")
-    return value.strip()
-
-
-def _parse_bool(value: object, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in (
-        "true",
-        "yes",
-        "on",
-        "1",
-        "false",
-        "no",
-        "off",
-        "0",
-    ):
-        return value.strip().lower() in ("true", "yes", "on", "1")
-    raise CalendarConfigError(f"{path}: {value!r} is not true or false")
-
-
-def _parse_year(value: object, path: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9999:
-        raise CalendarConfigError(f"{path}: {value!r} is not a year")
-    return value
-
-
-def _parse_years(value: object, path: str) -> frozenset[int]:
-    if isinstance(value, str):
-        items: Iterable[object] = [part for part in value.split(",") if part.strip()]
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        items = value
-    else:
-        raise CalendarConfigError(f"{path}: {value!r} is not a list of years")
-    return frozenset(_parse_year(item, path) for item in items)
-
-
-def _parse_date(value: object, path: str) -> date:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise CalendarConfigError(f"{path}: {value!r} is not a date YYYY-MM-DD")
-
-
-def _require_mapping(value: object, path: str, allowed: Sequence[str]) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise CalendarConfigError(f"{path}: expected a table, got {value!r}")
-    for key in value:
-        if key not in allowed:
-            raise CalendarConfigError(f"{path}.{key}: unknown setting (known: {', '.join(allowed)})")
-    return value
-
-
-def _parse_working_hours(value: object, path: str) -> WorkingHours:
-    table = _require_mapping(value, path, ("start", "end", "lunch_start", "lunch_end"))
-    defaults = WorkingHours()
-    return WorkingHours(
-        start=_parse_time(table["start"], f"{path}.start") if "start" in table else defaults.start,
-        end=_parse_time(table["end"], f"{path}.end") if "end" in table else defaults.end,
-        lunch_start=_parse_time(table["lunch_start"], f"{path}.lunch_start")
-        if "lunch_start" in table
-        else None,
-        lunch_end=_parse_time(table["lunch_end"], f"{path}.lunch_end") if "lunch_end" in table else None,
-    )
-
-
-def _parse_shift(value: object, path: str) -> Shift:
-    if isinstance(value, Shift):
-        return value
-    table = _require_mapping(value, path, ("code", "name_zh", "name_en", "start", "end", "group"))
-    for key in ("code", "name_zh", "start", "end"):
-        if key not in table:
-            raise CalendarConfigError(f"{path}.{key}: missing")
-    code = _parse_text(table["code"], f"{path}.code")
-    return Shift(
-        code=code,
-        name_zh=_parse_text(table["name_zh"], f"{path}.name_zh"),
-        name_en=_parse_text(table["name_en"], f"{path}.name_en") if "name_en" in table else code,
-        start=_parse_time(table["start"], f"{path}.start"),
-        end=_parse_time(table["end"], f"{path}.end"),
-        group=_parse_text(table["group"], f"{path}.group") if table.get("group") is not None else None,
-    )
-
-
-def _parse_rotas(value: object, path: str) -> dict[str, tuple[Shift, ...]]:
-    if not isinstance(value, Mapping):
-        raise CalendarConfigError(f"{path}: expected a table of rotas, got {value!r}")
-    rotas = dict(DEFAULT_ROTAS)
-    for name, shifts in value.items():
-        if not isinstance(name, str) or not name:
-            raise CalendarConfigError(f"{path}: {name!r} is not a rota name")
-        if isinstance(shifts, (str, bytes)) or not isinstance(shifts, Sequence):
-            raise CalendarConfigError(f"{path}.{name}: expected a list of shifts, got {shifts!r}")
-        rotas[name] = tuple(
-            _parse_shift(shift, f"{path}.{name}[{index}]") for index, shift in enumerate(shifts)
-        )
-    return rotas
-
-
-def _parse_duty_groups(value: object, path: str) -> dict[str, dict[str, str]]:
-    if not isinstance(value, Mapping):
-        raise CalendarConfigError(f"{path}: expected a table role -> shift code -> group, got {value!r}")
-    result: dict[str, dict[str, str]] = {}
-    for role, mapping in value.items():
-        if not isinstance(mapping, Mapping):
-            raise CalendarConfigError(f"{path}.{role}: expected a table shift code -> group, got {mapping!r}")
-        result[str(role)] = {
-            str(code): _parse_text(group, f"{path}.{role}.{code}") for code, group in mapping.items()
-        }
-    return result
-
-
-def _parse_override(value: object, path: str) -> OverrideDay:
-    if isinstance(value, OverrideDay):
-        return value
-    if isinstance(value, bool):
-        return OverrideDay(value)
-    table = _require_mapping(value, path, ("is_working", "name"))
-    if "is_working" not in table:
-        raise CalendarConfigError(f"{path}.is_working: missing")
-    name = table.get("name", "")
-    if not isinstance(name, str):
-        raise CalendarConfigError(f"{path}.name: {name!r} is not a text")
-    return OverrideDay(_parse_bool(table["is_working"], f"{path}.is_working"), name)
-
-
-def _parse_overrides(value: object, path: str) -> dict[date, OverrideDay]:
-    result: dict[date, OverrideDay] = {}
-    if isinstance(value, Mapping):
-        for key, ruling in value.items():
-            day = _parse_date(key, f"{path}: key")
-            result[day] = _parse_override(ruling, f"{path}.{day.isoformat()}")
-        return result
-    if isinstance(value, (list, tuple)):
-        for index, row in enumerate(value):
-            row_path = f"{path}[{index}]"
-            table = _require_mapping(row, row_path, ("date", "is_working", "name"))
-            if "date" not in table:
-                raise CalendarConfigError(f"{row_path}.date: missing")
-            day = _parse_date(table["date"], f"{row_path}.date")
-            result[day] = _parse_override({k: v for k, v in table.items() if k != "date"}, row_path)
-        return result
-    raise CalendarConfigError(
-        f"{path}: expected a table date -> {{is_working, name}} or a list, got {value!r}"
-    )
 
 
 # --------------------------------------------------------------------------- the package's data

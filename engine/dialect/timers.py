@@ -107,12 +107,6 @@ def _localize(local: datetime, tz: tzinfo) -> datetime:
     return local.replace(tzinfo=tz).astimezone(UTC)
 
 
-def _format_local(moment: datetime, tz: tzinfo) -> str:
-    local = moment.astimezone(tz)
-    pattern = "%Y-%m-%d %H:%M:%S" if local.second or local.microsecond else "%Y-%m-%d %H:%M"
-    return local.strftime(pattern)
-
-
 def _format_number(value: int | Decimal) -> str:
     if isinstance(value, Decimal):
         text = format(value.normalize(), "f")
@@ -154,15 +148,6 @@ def _tz_from_text(text: Any) -> tzinfo:
 
 _DATE_UNITS = "YMWD"
 _TIME_UNITS = "HMS"
-_UNIT_WORDS = {
-    "years": ("年", "year"), "months": ("个月", "month"), "weeks": ("周", "week"), "days": ("天", "day"),
-    "hours": ("小时", "hour"), "minutes": ("分钟", "minute"), "seconds": ("秒", "second"),
-}
-_EVERY_ONE = {
-    "years": ("每年", "every year"), "months": ("每月", "every month"), "weeks": ("每周", "every week"),
-    "days": ("每天", "every day"), "hours": ("每小时", "every hour"), "minutes": ("每分钟", "every minute"),
-    "seconds": ("每秒", "every second"),
-}
 
 
 @dataclass(frozen=True)
@@ -211,20 +196,6 @@ class IsoDuration:
             result += timedelta(microseconds=micros)
         return result
 
-    def components(self) -> list[tuple[str, int | Decimal]]:
-        """Non-zero parts in order, e.g. ``[("days", 1), ("hours", Decimal(2))]``."""
-        parts: list[tuple[str, int | Decimal]] = [
-            (name, getattr(self, name)) for name in ("years", "months", "weeks", "days")
-            if getattr(self, name)]
-        if not self.has_calendar_part and not self.hours and not self.minutes and self.seconds >= 60 \
-                and self.seconds == self.seconds.to_integral_value():
-            # seconds only (e.g. from a timedelta): show as hours / minutes / seconds
-            whole = int(self.seconds)
-            split = [("hours", whole // 3600), ("minutes", whole % 3600 // 60), ("seconds", whole % 60)]
-            return [(name, Decimal(value)) for name, value in split if value]
-        parts += [(name, getattr(self, name)) for name in ("hours", "minutes", "seconds") if getattr(self, name)]
-        return parts
-
     def to_iso(self) -> str:
         date_part = "".join(
             f"{value}{unit}" for value, unit in
@@ -235,31 +206,6 @@ class IsoDuration:
         if not date_part and not time_part:
             return "PT0S"
         return "P" + date_part + ("T" + time_part if time_part else "")
-
-    def describe(self, lang: str = "zh") -> str:
-        """``"1 天 2 小时"`` / ``"1 day 2 hours"``."""
-        chinese = _is_chinese(lang)
-        words = []
-        for name, value in self.components() or [("seconds", Decimal(0))]:
-            zh, en = _UNIT_WORDS[name]
-            number = _format_number(value)
-            if chinese:
-                words.append(f"{number} {zh}")
-            else:
-                words.append(f"{number} {en}{'' if value == 1 else 's'}")
-        return " ".join(words)
-
-    def describe_every(self, lang: str = "zh") -> str:
-        """``"每 10 分钟"``, ``"每天"`` / ``"every 10 minutes"``, ``"every day"``."""
-        parts = self.components()
-        if len(parts) == 1 and parts[0][1] == 1:
-            zh, en = _EVERY_ONE[parts[0][0]]
-            return zh if _is_chinese(lang) else en
-        return f"每 {self.describe(lang)}" if _is_chinese(lang) else f"every {self.describe(lang)}"
-
-
-def _is_chinese(lang: str) -> bool:
-    return lang.lower().startswith("zh")
 
 
 _NUMBER_AT = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
@@ -510,10 +456,6 @@ class TimerSchedule(ABC):
     def next_due(self, previous_due: datetime, fired: int) -> datetime | None:
         """The due time after ``previous_due`` once ``fired`` firings happened; None when done."""
 
-    @abstractmethod
-    def describe(self, lang: str = "zh") -> str:
-        """A short human description: Chinese (``"zh"``, default) or English (``"en"``)."""
-
     def shortest_gap(self) -> timedelta | None:
         """The shortest time there can be between two consecutive firings (wall-clock arithmetic
         in ``tz``; a daylight-saving jump can bring two firings up to an hour closer once); None
@@ -602,10 +544,6 @@ class DateSchedule(TimerSchedule):
         self._check_fired(fired)
         return None
 
-    def describe(self, lang: str = "zh") -> str:
-        when = _format_local(self.due, self.tz)
-        return f"于 {when}" if _is_chinese(lang) else f"at {when}"
-
 
 class DurationSchedule(TimerSchedule):
     """``timeDuration``: fires once, a duration after the timer is reached."""
@@ -623,10 +561,6 @@ class DurationSchedule(TimerSchedule):
     def next_due(self, previous_due: datetime, fired: int) -> datetime | None:
         self._check_fired(fired)
         return None
-
-    def describe(self, lang: str = "zh") -> str:
-        text = self.duration.describe(lang)
-        return f"{text}后" if _is_chinese(lang) else f"after {text}"
 
 
 def _add_or_fail(duration: IsoDuration, moment: datetime, tz: tzinfo, value: str, times: int = 1) -> datetime:
@@ -733,20 +667,6 @@ class CycleSchedule(TimerSchedule):
             return self.next_due(now, 0)
         return self._first_after(now)
 
-    def describe(self, lang: str = "zh") -> str:
-        chinese = _is_chinese(lang)
-        text = self.duration.describe_every(lang)
-        if self.start is not None:
-            when = _format_local(self.start, self.tz)
-            text = f"从 {when} 起{text}" if chinese else f"{text} from {when}"
-        if self.repetitions is not None:
-            text += f"，共 {self.repetitions} 次" if chinese else \
-                f", {self.repetitions} time{'' if self.repetitions == 1 else 's'}"
-        if self.end is not None and self.start is None:
-            when = _format_local(self.end, self.tz)
-            text += f"，至 {when} 止" if chinese else f", ending {when}"
-        return text
-
 
 # --------------------------------------------------------------------------- Quartz cron
 
@@ -754,9 +674,6 @@ _MONTH_NAMES = {name: number for number, name in enumerate(
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
 _DAY_NAMES = {name: number for number, name in enumerate(
     ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)}
-_ZH_DAYS = {1: "周日", 2: "周一", 3: "周二", 4: "周三", 5: "周四", 6: "周五", 7: "周六"}
-_EN_DAYS = {1: "Sunday", 2: "Monday", 3: "Tuesday", 4: "Wednesday", 5: "Thursday", 6: "Friday",
-            7: "Saturday"}
 _FIELD_NAMES = ("seconds", "minutes", "hours", "day-of-month", "month", "day-of-week", "year")
 _FIELD_RANGES = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (1, 7), (1970, 2099))
 
@@ -1058,96 +975,20 @@ class CronSchedule(TimerSchedule):
                     previous = ordinal
         return smallest
 
-    def describe(self, lang: str = "zh") -> str:
-        chinese = _is_chinese(lang)
-        second, minute, hour, dom, month, dow = self.fields[:6]
-        year_free = len(self.fields) == 6 or self.fields[6] == "*"
-        fixed_time = all(part.isdigit() for part in (second, minute, hour))
-        if fixed_time and month == "*" and year_free:
-            clock = f"{int(hour):02d}:{int(minute):02d}" + (f":{int(second):02d}" if int(second) else "")
-            phrase = self._describe_days(chinese, dom, dow)
-            if phrase is not None:
-                return f"{phrase} {clock}" if chinese else f"{phrase} at {clock}"
-        if month == "*" and year_free and not _is_restricted(dom) and not _is_restricted(dow):
-            step = _every_step(second, minute, hour)
-            if step is not None:
-                count, unit = step
-                zh_unit, en_unit = _UNIT_WORDS[unit]
-                if count == 1:
-                    return _EVERY_ONE[unit][0 if chinese else 1]
-                return f"每 {count} {zh_unit}" if chinese else f"every {count} {en_unit}s"
-        return f"按 cron 表达式 “{self.value}” 触发" if chinese else f"on cron schedule '{self.value}'"
-
-    def _describe_days(self, chinese: bool, dom: str, dow: str) -> str | None:
-        if not _is_restricted(dom) and not _is_restricted(dow):
-            return "每天" if chinese else "every day"
-        rule = self.day_of_week
-        if rule is not None:
-            if not rule.last_of and not rule.nth:
-                days = sorted(rule.days)
-                if days == [2, 3, 4, 5, 6]:
-                    return "每周一至周五" if chinese else "every Monday to Friday"
-                if chinese:
-                    return "每" + "、".join(_ZH_DAYS[d] for d in days)
-                return "every " + ", ".join(_EN_DAYS[d] for d in days)
-            if not rule.days and not rule.nth and len(rule.last_of) == 1:
-                (weekday,) = rule.last_of
-                return f"每月最后一个{_ZH_DAYS[weekday]}" if chinese else \
-                    f"on the last {_EN_DAYS[weekday]} of every month"
-            if not rule.days and not rule.last_of and len(rule.nth) == 1:
-                ((weekday, ordinal),) = rule.nth
-                if chinese:
-                    return f"每月第{'一二三四五'[ordinal - 1]}个{_ZH_DAYS[weekday]}"
-                nth = ("first", "second", "third", "fourth", "fifth")[ordinal - 1]
-                return f"on the {nth} {_EN_DAYS[weekday]} of every month"
-            return None
-        month_rule = self.day_of_month
-        if month_rule is None:
-            return None
-        plain = not month_rule.days and not month_rule.last_offsets and not month_rule.nearest_weekday
-        if plain and month_rule.last_weekday:
-            return "每月最后一个工作日" if chinese else "on the last weekday of every month"
-        if not month_rule.last_weekday and not month_rule.days and not month_rule.last_offsets \
-                and len(month_rule.nearest_weekday) == 1:
-            (day,) = month_rule.nearest_weekday
-            return f"每月离 {day} 日最近的工作日" if chinese else \
-                f"on the weekday nearest day {day} of every month"
-        if not month_rule.nearest_weekday and not month_rule.last_weekday:
-            if not month_rule.days and month_rule.last_offsets == frozenset({0}):
-                return "每月最后一天" if chinese else "on the last day of every month"
-            if not month_rule.last_offsets:
-                days = sorted(month_rule.days)
-                if chinese:
-                    return "每月 " + "、".join(str(d) for d in days) + " 日"
-                return "on day " + ", ".join(str(d) for d in days) + " of every month"
-        return None
-
-
-def _every_step(second: str, minute: str, hour: str) -> tuple[int, str] | None:
-    """``0 */5 * * * ?`` → (5, "minutes"); None when the time fields are not a simple interval."""
-    def step_of(text: str) -> int | None:
-        if text == "*":
-            return 1
-        match = re.fullmatch(r"(?:\*|0)/([0-9]+)", text)
-        return int(match.group(1)) if match else None
-
-    every_second, every_minute, every_hour = step_of(second), step_of(minute), step_of(hour)
-    if second == "0" and minute == "0" and every_hour:
-        return every_hour, "hours"
-    if second == "0" and hour == "*" and every_minute:
-        return every_minute, "minutes"
-    if minute == "*" and hour == "*" and every_second:
-        return every_second, "seconds"
-    return None
-
 
 def _smallest_step(values: list[int]) -> int:
     return min(later - earlier for earlier, later in pairwise(values))
 
 
-def describe_gap(gap: timedelta, lang: str = "en") -> str:
-    """``timedelta(seconds=10)`` → ``"10 seconds"`` / ``"10 秒"``."""
-    return _duration_from_timedelta(gap).describe(lang)
+def describe_gap(gap: timedelta) -> str:
+    """``timedelta(seconds=10)`` → ``"10 seconds"``, ``timedelta(minutes=90)`` → ``"1 hour 30 minutes"``."""
+    seconds = Decimal(gap // timedelta(microseconds=1)) / Decimal(1_000_000)
+    parts: list[tuple[str, Decimal | int]] = [("second", seconds)]
+    if seconds >= 60 and seconds == seconds.to_integral_value():
+        whole = int(seconds)
+        parts = [("hour", whole // 3600), ("minute", whole % 3600 // 60), ("second", whole % 60)]
+    words = [f"{_format_number(value)} {unit}{'' if value == 1 else 's'}" for unit, value in parts if value]
+    return " ".join(words) or "0 seconds"
 
 
 def check_min_interval(schedule: TimerSchedule, minimum: timedelta) -> None:

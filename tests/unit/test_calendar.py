@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ import pytest
 
 import engine.calendar as calendar_module
 from engine.calendar import (
+    DEFAULT_ROTAS,
     Calendar,
     CalendarConfig,
     CalendarNotConfirmedError,
@@ -310,7 +310,7 @@ def test_a_lunch_break_is_not_working_time():
 
 
 def test_configured_working_hours_move_the_deadline_time():
-    cal = Calendar(CalendarConfig.from_mapping({"working_hours": {"start": "08:30", "end": "17:00"}}))
+    cal = Calendar(CalendarConfig(working_hours=WorkingHours(time(8, 30), time(17))))
     assert cal.add_working_days(local(2026, 9, 30, 10, 0), 5) == local(2026, 10, 13, 17, 0)
     assert cal.next_working_time(local(2026, 6, 8, 8, 0)) == local(2026, 6, 8, 8, 30)
 
@@ -407,47 +407,26 @@ def test_on_duty_group_follows_the_configured_mapping():
 # --------------------------------------------------------------------------- configuration
 
 
-CONFIG_TOML = """
-[calendar]
-timezone = "Asia/Shanghai"
-strict = true
-confirmed_years = [2027]
-
-[calendar.working_hours]
-start = "08:00"
-end = "17:00"
-lunch_start = "12:00"
-lunch_end = "13:00"
-
-[calendar.rotas]
-dispatcher = [
-  { code = "day", name_zh = "白班", name_en = "Day", start = "08:00", end = "20:00", group = "dispatch_day" },
-  { code = "night", name_zh = "夜班", name_en = "Night", start = "20:00", end = "08:00" },
-]
-
-[calendar.duty_groups.dispatcher]
-night = "dispatch_night"
-
-[[calendar.overrides]]
-date = 2027-01-01
-is_working = false
-name = "元旦"
-
-[[calendar.overrides]]
-date = 2026-07-15
-is_working = false
-name = "台风停工"
-"""
-
-
-def test_config_from_toml():
-    config = CalendarConfig.from_mapping(tomllib.loads(CONFIG_TOML)["calendar"])
-    assert config.strict is True
-    assert config.confirmed_years == frozenset({2027})
+def test_configured_rotas_duty_groups_and_overrides():
+    config = CalendarConfig(
+        strict=True,
+        confirmed_years=frozenset({2027}),
+        working_hours=WorkingHours(time(8), time(17), time(12), time(13)),
+        rotas={
+            **DEFAULT_ROTAS,
+            "dispatcher": (
+                Shift("day", "白班", "Day", time(8), time(20), "dispatch_day"),
+                Shift("night", "夜班", "Night", time(20), time(8)),
+            ),
+        },
+        duty_groups={"dispatcher": {"night": "dispatch_night"}},
+        overrides={
+            date(2027, 1, 1): OverrideDay(False, "元旦"),
+            date(2026, 7, 15): OverrideDay(False, "台风停工"),
+        },
+    )
     assert config.working_hours.intervals == ((time(8), time(12)), (time(13), time(17)))
-    assert [s.code for s in config.rotas["dispatcher"]] == ["day", "night"]
-    assert [s.code for s in config.rotas["default"]] == ["early", "middle", "night"]  # kept
-    assert config.overrides[date(2027, 1, 1)] == OverrideDay(False, "元旦")
+    assert [s.code for s in config.rotas["default"]] == ["early", "middle", "night"]
     cal = Calendar(config)
     assert cal.on_duty_group(local(2026, 6, 8, 21, 0), "dispatcher") == "dispatch_night"
     assert cal.on_duty_group(local(2026, 6, 8, 9, 0), "dispatcher") == "dispatch_day"
@@ -455,67 +434,51 @@ def test_config_from_toml():
     assert cal.deadline_working_days(local(2026, 12, 31, 10, 0), 1).at == local(2027, 1, 4, 17, 0)
 
 
-def test_config_from_a_json_like_mapping_with_text_values():
-    config = CalendarConfig.from_mapping(
-        {
-            "strict": "false",
-            "confirmed_years": "2027, 2028",
-            "overrides": {"2026-07-15": {"is_working": False}},
-        }
-    )
-    assert config.strict is False
-    assert config.confirmed_years == frozenset({2027, 2028})
-    assert config.overrides == {date(2026, 7, 15): OverrideDay(False, "")}
-
-
 @pytest.mark.parametrize(
-    ("mapping", "message"),
+    ("build", "message"),
     [
-        ({"working_hours": {"start": "25:00"}}, "calendar.working_hours.start: '25:00' is not a time HH:MM"),
-        ({"working_hours": {"end": "17h30"}}, "calendar.working_hours.end: '17h30' is not a time HH:MM"),
         (
-            {"working_hours": {"start": "18:00"}},
+            lambda: WorkingHours(time(18), time(17, 30)),
             "calendar.working_hours: start 18:00 must be before end 17:30",
         ),
         (
-            {"working_hours": {"lunch_start": "12:00"}},
+            lambda: WorkingHours(lunch_start=time(12)),
             "calendar.working_hours: give both lunch_start and lunch_end",
         ),
-        ({"working_hours": {"lunch_start": "07:00", "lunch_end": "09:00"}}, "must lie inside 08:00-17:30"),
-        ({"working_hours": {"begin": "08:00"}}, "calendar.working_hours.begin: unknown setting"),
-        ({"timezone": "Asia/Beijing"}, "calendar.timezone: 'Asia/Beijing' is not a known IANA time zone"),
-        ({"strict": "maybe"}, "calendar.strict: 'maybe' is not true or false"),
-        ({"confirmed_years": ["twenty"]}, "calendar.confirmed_years: 'twenty' is not a year"),
+        (lambda: WorkingHours(lunch_start=time(7), lunch_end=time(9)), "must lie inside 08:00-17:30"),
         (
-            {"overrides": {"2027-02-30": {"is_working": False}}},
-            "calendar.overrides: key: '2027-02-30' is not a date",
+            lambda: CalendarConfig(timezone="Asia/Beijing"),
+            "calendar.timezone: 'Asia/Beijing' is not a known IANA time zone",
         ),
-        ({"overrides": {"2027-02-01": {"name": "x"}}}, "calendar.overrides.2027-02-01.is_working: missing"),
-        ({"holidays": []}, "calendar.holidays: unknown setting"),
+        (lambda: CalendarConfig(strict="maybe"), "calendar.strict: 'maybe' is not true or false"),
         (
-            {
-                "rotas": {
-                    "default": [
-                        {"code": "a", "name_zh": "甲", "start": "07:00", "end": "16:00"},
-                        {"code": "b", "name_zh": "乙", "start": "15:00", "end": "07:00"},
-                    ]
+            lambda: CalendarConfig(confirmed_years=frozenset({"twenty"})),
+            "calendar.confirmed_years: 'twenty' is not a year",
+        ),
+        (
+            lambda: CalendarConfig(overrides={"2027-02-01": OverrideDay(False, "")}),
+            "calendar.overrides: key '2027-02-01' is not a date",
+        ),
+        (
+            lambda: CalendarConfig(
+                rotas={
+                    "default": (
+                        Shift("a", "甲", "A", time(7), time(16)),
+                        Shift("b", "乙", "B", time(15), time(7)),
+                    )
                 }
-            },
+            ),
             "calendar.rotas.default: shifts 'a' and 'b' overlap",
         ),
         (
-            {"rotas": {"dispatcher": [{"code": "x", "name_zh": "甲", "start": "7:30", "end": "99:00"}]}},
-            "calendar.rotas.dispatcher[0].end: '99:00' is not a time HH:MM",
-        ),
-        (
-            {"duty_groups": {"dispatcher": {"middle": "d"}}},
+            lambda: CalendarConfig(duty_groups={"dispatcher": {"middle": "d"}}),
             "calendar.duty_groups.dispatcher.middle: no shift 'middle'",
         ),
     ],
 )
-def test_bad_settings_are_named(mapping, message):
+def test_bad_settings_are_named(build, message):
     with pytest.raises(ValueError) as raised:
-        CalendarConfig.from_mapping(mapping)
+        build()
     assert message in str(raised.value)
 
 

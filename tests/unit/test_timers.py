@@ -159,7 +159,6 @@ class TestTimeDuration:
         schedule = timer("timeDuration", timedelta(hours=1, minutes=30))
         assert schedule.first_due(NOW) == sh(2026, 1, 31, 10, 30)
         assert schedule.value == "PT5400S"
-        assert schedule.describe() == "1 小时 30 分钟后"
 
     @pytest.mark.parametrize(("value", "message"), [
         ("PT30X", "invalid ISO 8601 duration 'PT30X': unexpected 'X' at position 4"),
@@ -403,40 +402,6 @@ class TestCron:
         with pytest.raises(TimerExpressionError) as info:
             timer("timeCycle", value)
         assert message in str(info.value)
-
-
-# --------------------------------------------------------------------------- description
-
-
-class TestDescribe:
-    @pytest.mark.parametrize(("kind", "value", "zh", "en"), [
-        ("timeCycle", "R3/PT10M", "每 10 分钟，共 3 次", "every 10 minutes, 3 times"),
-        ("timeCycle", "R/P1D", "每天", "every day"),
-        ("timeCycle", "R5/2026-12-01T09:00:00+08:00/PT1H", "从 2026-12-01 09:00 起每小时，共 5 次",
-         "every hour from 2026-12-01 09:00, 5 times"),
-        ("timeCycle", "R2/PT1H/2026-12-01T10:00:00Z", "每小时，共 2 次，至 2026-12-01 18:00 止",
-         "every hour, 2 times, ending 2026-12-01 18:00"),
-        ("timeCycle", "0 0 9 * * ?", "每天 09:00", "every day at 09:00"),
-        ("timeCycle", "0 30 8 ? * MON-FRI", "每周一至周五 08:30", "every Monday to Friday at 08:30"),
-        ("timeCycle", "0 0 9 ? * 2,4", "每周一、周三 09:00", "every Monday, Wednesday at 09:00"),
-        ("timeCycle", "0 0 9 1 * ?", "每月 1 日 09:00", "on day 1 of every month at 09:00"),
-        ("timeCycle", "0 0 18 L * ?", "每月最后一天 18:00", "on the last day of every month at 18:00"),
-        ("timeCycle", "0 0 9 LW * ?", "每月最后一个工作日 09:00", "on the last weekday of every month at 09:00"),
-        ("timeCycle", "0 0 9 ? * 6L", "每月最后一个周五 09:00", "on the last Friday of every month at 09:00"),
-        ("timeCycle", "0 0 9 ? * 2#1", "每月第一个周一 09:00", "on the first Monday of every month at 09:00"),
-        ("timeCycle", "0 */5 * * * ?", "每 5 分钟", "every 5 minutes"),
-        ("timeCycle", "0 0 * * * ?", "每小时", "every hour"),
-        ("timeCycle", "0 0 9 1 1 ? 2027", "按 cron 表达式 “0 0 9 1 1 ? 2027” 触发",
-         "on cron schedule '0 0 9 1 1 ? 2027'"),
-        ("timeDuration", "PT30M", "30 分钟后", "after 30 minutes"),
-        ("timeDuration", "P1DT2H", "1 天 2 小时后", "after 1 day 2 hours"),
-        ("timeDate", "2026-12-01T01:00:00Z", "于 2026-12-01 09:00", "at 2026-12-01 09:00"),
-    ])
-    def test_descriptions(self, kind, value, zh, en):
-        schedule = timer(kind, value)
-        assert schedule.describe() == zh
-        assert schedule.describe("zh") == zh
-        assert schedule.describe(lang="en") == en
 
 
 # --------------------------------------------------------------------------- persistence and API
