@@ -1,9 +1,9 @@
 """The service as `make run` and production run it: `hospital-workflow-serve` (gunicorn, two web
 workers, the timer scheduler and the SMS worker beside them), on SQLite and on PostgreSQL.
 
-Each test sets up a database the way `make run` does (`hospital-workflow setup --demo`), deploys a
-small process (tests/fixtures/bpmn/served_check.bpmn: a step, an SMS, a one-second timer, a step),
-starts the service on a free port and works cases over HTTP: started and the first step completed
+Each test sets up a database the way `make run` does (`hospital-workflow setup --demo`), starts the
+service on a free port, deploys a small process over /engine-rest (tests/fixtures/bpmn/
+served_check.bpmn: a step, an SMS, a one-second timer, a step) and works cases over HTTP: started and the first step completed
 through /engine-rest (Basic auth), the second step claimed and completed on the web page (signed
 in, CSRF token). The second step exists only once the SMS worker has sent the text and the
 scheduler has fired the timer, both running beside the web workers. Requests land on both web
@@ -93,7 +93,6 @@ def served(tmp_path: Path, database_url: str):
                WEB_THREADS="4", LOG_LEVEL="INFO", SMS_GATEWAY="console")
     env.pop("SECRET_KEY", None)
     run_cli(env, "setup", "--demo", cwd=tmp_path)
-    run_cli(env, "deploy", str(FIXTURE), "--user", "owner", cwd=tmp_path)
     log_path = tmp_path / "service.log"
     with log_path.open("w") as log:
         service = subprocess.Popen([str(BIN / "hospital-workflow-serve")], env=env, cwd=tmp_path, stdout=log,
@@ -110,6 +109,10 @@ def served(tmp_path: Path, database_url: str):
                 pass
             assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.2)
+        deployed = requests.post(f"{base}/engine-rest/deployment/create", auth=("owner", "demo"), timeout=30,
+                                 data={"deployment-name": "served-check"},
+                                 files={"served_check.bpmn": (FIXTURE.name, FIXTURE.read_bytes())})
+        assert deployed.status_code == 200, deployed.text
         yield base, service, log_path
     finally:
         processes = descendants(service.pid)
