@@ -236,3 +236,26 @@ def test_production_shape_on_postgresql_with_two_workers(tmp_path):
         assert "SECRET_KEY is not set" in log_path.read_text()
     finally:
         schema.drop()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"WEB_WORKERS": "zwei"}, "WEB_WORKERS must be a whole number, not 'zwei'"),
+    ({"WEB_WORKERS": "0"}, "WEB_WORKERS must be between 1 and 64, not 0"),
+    ({"PORT": "70000"}, "PORT must be between 1 and 65535, not 70000"),
+    ({"WEB_THREADS": "-1"}, "WEB_THREADS must be between 1 and 64, not -1"),
+    ({"HOST": "127.0.0.1 8000"}, "HOST must be an address or host name"),
+    ({"DATABASE_URL": "sqlite://"}, "an in-memory SQLite database cannot be shared by the web workers"),
+    ({"DATABASE_URL": "sqlite:///{tmp}/new.db"}, "has no schema yet: run `hospital-workflow setup` first"),
+])
+def test_serve_refuses_settings_it_cannot_use(tmp_path, monkeypatch, capsys, env, expected):
+    """A wrong setting stops the serve command before anything starts, naming the setting."""
+    from web import serve
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    started = []
+    monkeypatch.setattr(serve.subprocess, "Popen", lambda *a, **k: started.append(a))
+    assert serve.main([]) == 2
+    assert expected in capsys.readouterr().err
+    assert started == []
