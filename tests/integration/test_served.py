@@ -259,3 +259,14 @@ def test_serve_refuses_settings_it_cannot_use(tmp_path, monkeypatch, capsys, env
     assert serve.main([]) == 2
     assert expected in capsys.readouterr().err
     assert started == []
+
+
+def test_the_engine_command_line_hands_serve_over_to_the_web_package():
+    """`hospital-workflow serve` (the README's older command) runs `hospital-workflow-serve` with the
+    same options; the engine itself never imports the web layer."""
+    done = subprocess.run([str(BIN / "hospital-workflow"), "serve", "--help"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and "usage: hospital-workflow-serve" in done.stdout, done.stderr
+    assert "--workers" in done.stdout and "--no-scheduler" in done.stdout
+    engine_sources = "\n".join(p.read_text() for p in (ROOT / "engine").rglob("*.py"))
+    assert not re.search(r"^\s*(from web[ .]|import web\b)", engine_sources, re.MULTILINE)
