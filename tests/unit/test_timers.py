@@ -343,6 +343,20 @@ class TestCron:
             sh(2026, 5, 29, 9, 0), sh(2026, 7, 31, 9, 0), sh(2026, 10, 30, 9, 0)]
         assert cron_firings("0 0 9 ? * L", NOW, 2) == [sh(2026, 2, 7, 9, 0), sh(2026, 2, 14, 9, 0)]
 
+    def test_quartz_forms_that_croniter_spells_differently(self):
+        # plain days beside a last-weekday item: every Monday and the last Friday
+        assert cron_firings("0 0 9 ? * 2,6L", NOW, 6) == [
+            sh(2026, 2, 2, 9, 0), sh(2026, 2, 9, 9, 0), sh(2026, 2, 16, 9, 0), sh(2026, 2, 23, 9, 0),
+            sh(2026, 2, 27, 9, 0), sh(2026, 3, 2, 9, 0)]
+        assert cron_firings("0 0 9 ? * 2#1,4#3", NOW, 4) == [
+            sh(2026, 2, 2, 9, 0), sh(2026, 2, 18, 9, 0), sh(2026, 3, 2, 9, 0), sh(2026, 3, 18, 9, 0)]
+        # W in a list; Feb 15 2026 is a Sunday → Monday 16th
+        assert cron_firings("0 0 9 1,15W * ?", NOW, 4) == [
+            sh(2026, 2, 1, 9, 0), sh(2026, 2, 16, 9, 0), sh(2026, 3, 1, 9, 0), sh(2026, 3, 16, 9, 0)]
+        # a month without a 31st has no firing (Quartz), it does not move to the 30th
+        assert cron_firings("0 0 9 31W * ?", NOW, 3) == [
+            sh(2026, 3, 31, 9, 0), sh(2026, 5, 29, 9, 0), sh(2026, 7, 31, 9, 0)]
+
     def test_steps_ranges_and_lists(self):
         assert cron_firings("*/15 * * * * ?", NOW, 3) == [
             sh(2026, 1, 31, 9, 0, 15), sh(2026, 1, 31, 9, 0, 30), sh(2026, 1, 31, 9, 0, 45)]
@@ -508,6 +522,7 @@ class TestMinimumInterval:
         ("0 0 0 1,L * ?", timedelta(days=1)),  # the last of a month and the first of the next
         ("0 0 18 L * ?", timedelta(days=28)),
         ("0 30 0,23 ? * 6L", timedelta(hours=23)),
+        ("0 0 9 ? * 2,6L", timedelta(days=3)),  # the last Friday and the Monday after
     ])
     def test_cron_gap_is_computed_from_its_schedule(self, value, gap):
         schedule = timer("timeCycle", value)

@@ -43,7 +43,8 @@ timeCycle
       One of day-of-month / day-of-week must be ``?`` as in Quartz; as a leniency,
       ``*`` in one of them lets the other decide.  Cron times are wall times in
       ``tz``; times that do not exist (DST gaps) are skipped.  A cron expression
-      that can never fire is refused.
+      that can never fire is refused.  croniter finds the matching dates; :mod:`.quartz`
+      checks Quartz's syntax and translates it.
 
 The schedule persists as a small JSON-safe dict (:meth:`TimerSchedule.to_dict`)
 holding the kind, the canonical text and the zone name; :meth:`TimerSchedule.from_dict`

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 TIMER_KINDS = ("timeDate", "timeDuration", "timeCycle")
 _MAX_DURATION_SECONDS = 200 * 366 * 86400  # refuse durations longer than ~200 years
-_CRON_SEARCH_YEARS = 30  # every day-of-week / leap-year combination recurs within 28 years
 _CATCH_UP_STEPS = 5000  # missed firings counted one by one before a catch-up jumps ahead
 
 
