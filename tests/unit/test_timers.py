@@ -105,6 +105,11 @@ class TestTimeDate:
         ("26-12-01", "expected the year (4 digits) at position 0"),
         ("2026/12/01", "expected '-' after the year at position 4, found '/'"),
         ("tomorrow", "expected the year"),
+        # forms Python's datetime.fromisoformat would take, refused as before
+        ("2026-12-01T09:00:00+08:60", "offset '08:60' is out of range"),
+        ("20261201", "expected '-' after the year at position 4, found '1'"),
+        ("2026-12-01T09", "expected ':' after the hour at position 13, found the end"),
+        ("2026-W01-1", "expected the month (2 digits) at position 5"),
     ])
     def test_errors_name_what_is_wrong(self, value, message):
         with pytest.raises(TimerExpressionError) as info:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from dateutil.relativedelta import relativedelta
 
@@ -194,13 +194,34 @@ class _Scanner:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
 
+# What timers accept: ISO 8601 extended format, a date or a date and a time with minutes, optional
+# seconds and fraction (up to 9 digits, '.' or ','), optional 'Z' or offset ±hh, ±hhmm or ±hh:mm.
+# The standard library builds the value; alone it would also take "2026-12-01 09:00", "20261201",
+# week dates, hours without minutes and offsets such as +08:75.
+_ISO_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[Tt][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?")
+
+
 def parse_iso_datetime(text: str, tz: tzinfo) -> datetime:
     """Parse an ISO 8601 date or date-time; without an offset it is a wall time in ``tz``.
 
     Returns an aware UTC ``datetime``.
     """
     source = text.strip()
-    scan = _Scanner(source, f"invalid ISO 8601 date-time {text!r}")
+    if _ISO_DATE_TIME.fullmatch(source):
+        try:
+            moment = datetime.fromisoformat(source.replace(",", ".").upper())
+        except ValueError:  # a field out of range: the explanation below names it
+            pass
+        else:
+            return _localize(moment, tz) if moment.tzinfo is None else moment.astimezone(UTC)
+    _refuse(source, f"invalid ISO 8601 date-time {text!r}")
+
+
+def _refuse(source: str, prefix: str) -> NoReturn:
+    """Raise what is wrong in a refused date-time, and where: the first problem left to right."""
+    scan = _Scanner(source, prefix)
     if not source:
         raise scan.fail("the text is empty")
     year = scan.digits(4, "the year")
@@ -214,13 +235,12 @@ def parse_iso_datetime(text: str, tz: tzinfo) -> datetime:
         raise scan.fail(f"month {month} is out of range 01-12")
     if not 1 <= day <= calendar.monthrange(year, month)[1]:
         raise scan.fail(f"day {day} does not exist in {year:04d}-{month:02d}")
-    hour = minute = second = micro = 0
-    offset: timedelta | None = None
     if scan.peek():
         scan.literal("Tt", "'T' between the date and the time")
         hour = scan.digits(2, "the hour")
         scan.literal(":", "':' after the hour")
         minute = scan.digits(2, "the minutes")
+        second = 0
         if scan.peek() == ":":
             scan.pos += 1
             second = scan.digits(2, "the seconds")
@@ -229,20 +249,14 @@ def parse_iso_datetime(text: str, tz: tzinfo) -> datetime:
                 start = scan.pos
                 while scan.peek().isascii() and scan.peek().isdigit():
                     scan.pos += 1
-                fraction = source[start:scan.pos]
-                if not fraction or len(fraction) > 9:
+                if not 1 <= scan.pos - start <= 9:
                     raise scan.fail(f"expected 1 to 9 digits of fractional seconds at position {start}")
-                micro = int(fraction[:6].ljust(6, "0"))
-        if hour > 23:
-            raise scan.fail(f"hour {hour} is out of range 00-23")
-        if minute > 59:
-            raise scan.fail(f"minute {minute} is out of range 00-59")
-        if second > 59:
-            raise scan.fail(f"second {second} is out of range 00-59")
+        for name, value, highest in (("hour", hour, 23), ("minute", minute, 59), ("second", second, 59)):
+            if value > highest:
+                raise scan.fail(f"{name} {value} is out of range 00-{highest}")
         marker = scan.peek()
         if marker in ("Z", "z"):
             scan.pos += 1
-            offset = timedelta(0)
         elif marker in ("+", "-"):
             scan.pos += 1
             offset_hours = scan.digits(2, "the offset hours")
@@ -254,15 +268,9 @@ def parse_iso_datetime(text: str, tz: tzinfo) -> datetime:
                 offset_minutes = scan.digits(2, "the offset minutes")
             if offset_hours > 23 or offset_minutes > 59:
                 raise scan.fail(f"offset {source[scan.pos - 5:scan.pos]!r} is out of range")
-            offset = timedelta(hours=offset_hours, minutes=offset_minutes)
-            if marker == "-":
-                offset = -offset
         if scan.peek():
             raise scan.fail(f"unexpected {scan.peek()!r} at position {scan.pos}")
-    wall = datetime(year, month, day, hour, minute, second, micro)
-    if offset is None:
-        return _localize(wall, tz)
-    return wall.replace(tzinfo=timezone(offset)).astimezone(UTC)
+    raise scan.fail("not an ISO 8601 date-time such as '2026-12-01T09:00:00+08:00'")
 
 
 def _timedate_value(value: Any, tz: tzinfo) -> tuple[datetime, str]:
