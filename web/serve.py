@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from engine.config import Settings
     from engine.errors import EngineError
     from engine.service import WorkflowEngine
@@ -212,7 +214,14 @@ def serve(args: argparse.Namespace) -> int:
               "set DATABASE_URL to a file (sqlite:///var/hospital.db) or PostgreSQL", file=sys.stderr)
         return 2
     engine = WorkflowEngine.from_settings(engine_settings)
-    if engine.db.is_empty():
+    try:
+        empty = engine.db.is_empty()
+    except SQLAlchemyError as exc:
+        print(f"error: cannot reach the database {_safe_url(engine.db.url)}: {str(exc.orig or exc).strip()}",
+              file=sys.stderr)
+        engine.db.dispose()
+        return 2
+    if empty:
         print(f"error: the database {_safe_url(engine.db.url)} has no schema yet: "
               "run `hospital-workflow setup` first (make run does)", file=sys.stderr)
         engine.db.dispose()
