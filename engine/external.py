@@ -55,6 +55,7 @@ from engine.models import (
     ProcessDefinition,
     Resource,
 )
+from engine.variables import check_variables, json_safe, variable_type
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +78,6 @@ class ExternalTaskLockError(InvalidInput):
     """The caller does not hold the task's lock (another worker does, nobody does, or it expired)."""
 
     code = "external_task_lock"
-
-
-def _json_safe(value: Any) -> Any:
-    from engine.service import _json_safe as safe
-
-    return safe(value)
-
-
-def _variable_type(value: Any) -> str:
-    from engine.service import _variable_type as kind
-
-    return kind(value)
 
 
 def _text(value: Any, what: str, *, max_length: int, required: bool = False) -> str | None:
@@ -320,7 +309,7 @@ class ExternalTaskService:
         for name, value in t.data.items():
             if not isinstance(name, str) or name.startswith("_") or callable(value):
                 continue
-            out[name] = {"value": _json_safe(value), "type": _variable_type(value), "local": name in local}
+            out[name] = {"value": json_safe(value), "type": variable_type(value), "local": name in local}
         return out
 
     def sync(self, s: Session, row, definition, before, after, cmd, now: datetime) -> None:
@@ -412,7 +401,7 @@ class ExternalTaskService:
                  now: datetime) -> None:
         s.add(HistoryEvent(instance_id=task.instance_id, at=now, user=(user or None) and user[:64],
                            action=action, element_id=task.activity_id, element_name=task.activity_name,
-                           task_id=task.id, details=_json_safe(details)))
+                           task_id=task.id, details=json_safe(details)))
 
     # --------------------------------------------------------------------------- reads -------
     def _row(self, s: Session, task_id: str, *, for_update: bool = False):
@@ -653,8 +642,6 @@ class ExternalTaskService:
                  local_variables: Mapping[str, Any] | None = None, *, user: str | None = None) -> dict:
         """The worker finished: its variables go to the process, the task runs, the engine moves
         on — one transaction. Refused when the worker does not hold an unexpired lock."""
-        from engine.service import check_variables
-
         variables = check_variables(variables)
         local_variables = check_variables(local_variables)
         user = user or str(worker_id)[:64]
@@ -673,9 +660,9 @@ class ExternalTaskService:
                                 "local_variables": sorted(local_variables)}}
 
         try:
-            with self.engine._command() as s:
+            with self.engine.store.command() as s:
                 instance_id = self._row(s, task_id).instance_id
-                return self.engine._run_external_task(s, instance_id, task_id, user, "external_complete", act)
+                return self.engine.store.run_external_task(s, instance_id, task_id, user, "external_complete", act)
         except ProcessError as exc:
             self._incident_after_failed_step(task_id, worker_id, "complete", exc, user)
             raise
@@ -721,8 +708,6 @@ class ExternalTaskService:
         """The worker reports a business error: the boundary error event of the task (or of an
         enclosing sub-process) that catches `error_code` takes over. None catches it: incident.
         Returns {"caught": bool, "incident_id": …}."""
-        from engine.service import check_variables
-
         error_code = _text(error_code, "errorCode", max_length=255, required=True)
         error_message = _text(error_message, "errorMessage", max_length=100_000)
         variables = check_variables(variables)
@@ -750,10 +735,10 @@ class ExternalTaskService:
                                 "caught_by": catcher.task_spec.bpmn_id, "variables": variables}}
 
         try:
-            with self.engine._command() as s:
+            with self.engine.store.command() as s:
                 instance_id = self._row(s, task_id).instance_id
-                done = self.engine._run_external_task(s, instance_id, task_id, user, "external_bpmn_error",
-                                                      act)
+                done = self.engine.store.run_external_task(s, instance_id, task_id, user, "external_bpmn_error",
+                                                           act)
                 if done is not None:
                     return {"caught": True, "incident_id": None}
                 row = self._row(s, task_id)
