@@ -37,23 +37,16 @@ from engine.external import ExternalTaskService
 from engine.forms import TaskForm
 from engine.instances import Instances
 from engine.messages import Messages
-from engine.projections import SEARCH_VARIABLES, Snapshot, sla_state, snapshot, unify_scope
-from engine.queries import Queries, TaskQuery, TaskScope, offered_condition, offered_task_ids
+from engine.projections import sla_state
+from engine.queries import Queries, TaskQuery, TaskScope, offered_task_ids
 from engine.serialization import StateSerializer
-from engine.store import Command, DefinitionInfo, InstanceRecord, Loaded, Store, WorkflowCache
+from engine.store import Store, WorkflowCache
 from engine.tasks import Tasks
 from engine.timer_queue import DueTimerPlan
 from engine.timers import TIMER_BUSY, Timers
-from engine.variables import MAX_VARIABLE_NAME, check_variables
-from engine.variables import check_value as _check_value
-from engine.variables import json_safe as _json_safe
-from engine.variables import variable_type as _variable_type
 
-# Names other modules and tests import from here.
-__all__ = ["MAX_VARIABLE_NAME", "SEARCH_VARIABLES", "TIMER_BUSY", "Command", "DefinitionInfo", "InstanceRecord",
-           "Loaded", "Snapshot", "TaskQuery", "TaskScope", "WorkflowCache", "WorkflowEngine", "_check_value",
-           "_json_safe", "_variable_type", "check_variables", "offered_condition", "offered_task_ids",
-           "snapshot", "unify_scope"]
+# Names the web layer, the scheduler, engine/access.py and the tests import from here.
+__all__ = ["TIMER_BUSY", "TaskQuery", "TaskScope", "WorkflowEngine", "offered_task_ids"]
 
 
 class WorkflowEngine:

@@ -1,6 +1,7 @@
-"""Timers: the timer rows of instances and start events, and the one fire loop (the scheduler,
-the CLI and the demo all fire through `fire_next_due`). Which due timer fires next is the fair plan
-of engine/timer_queue.py; a timer that fails is postponed with back-off."""
+"""Timers: the timer rows of instances and start events, and firing them. Every firing goes
+through `fire_next_due` (the scheduler's loop and `fire_due_timers`, used by the CLI and the demo);
+which due timer fires next is the fair plan of engine/timer_queue.py; a timer that fails is
+postponed with back-off."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from engine.timer_queue import DueTimerPlan
 
 log = logging.getLogger(__name__)
 
-
 TIMER_BUSY = "busy"
 
 
@@ -35,6 +35,7 @@ class Timers(UseCase):
     """Timer rows and firing; each firing is one transaction."""
 
     def schedule_start_timers(self, s: Session, result: DeploymentResult) -> None:
+        """The timer rows of the timer start events of newly deployed definitions."""
         for d in result.process_definitions:
             row = s.get(ProcessDefinition, d["id"])
             # A new version replaces the start timers of the older ones (as Camunda does).
