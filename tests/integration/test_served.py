@@ -273,3 +273,35 @@ def test_the_engine_command_line_hands_serve_over_to_the_web_package():
     assert "--workers" in done.stdout and "--no-scheduler" in done.stdout
     engine_sources = "\n".join(p.read_text() for p in (ROOT / "engine").rglob("*.py"))
     assert not re.search(r"^\s*(from web[ .]|import web\b)", engine_sources, re.MULTILINE)
+
+
+def test_killing_the_serve_process_leaves_no_web_worker_behind(tmp_path):
+    """The serve process killed outright (no chance to stop gunicorn): the kernel sends gunicorn
+    SIGTERM (PR_SET_PDEATHSIG), which stops its workers; the port is free again."""
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'hospital.db'}", PORT=str(port), WEB_WORKERS="2",
+               LOG_LEVEL="WARNING")
+    run_cli(env, "setup", cwd=tmp_path)
+    service = subprocess.Popen([str(BIN / "hospital-workflow-serve")], env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # serving
+            assert service.poll() is None and time.monotonic() < deadline
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/login", timeout=5).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            time.sleep(0.2)
+        processes = descendants(service.pid)
+        assert len(processes) >= 3  # gunicorn and its two workers at least
+    finally:
+        service.kill()
+        service.wait(10)
+    deadline = time.monotonic() + 30
+    while still_running(processes):
+        assert time.monotonic() < deadline, ("left behind", still_running(processes))
+        time.sleep(0.2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
