@@ -135,8 +135,7 @@ class Messages(UseCase):
         self.store.save(s, loaded, cmd)
         return {"result_type": "Execution", "instance": self.store.instance_summary(row)}
 
-    def route_thrown(self, s: Session, row, workflow: BpmnWorkflow,
-                     cmd: Command) -> None:
+    def route_thrown(self, s: Session, row, workflow: BpmnWorkflow, cmd: Command) -> None:
         """A message that an instance throws and does not catch itself goes to other instances:
         to those waiting for it with the same business key, else to a process whose message start
         event it names (the new instance is linked to this one as its parent)."""

@@ -34,8 +34,6 @@ SEARCH_VARIABLES = ("patientName", "patientNo", "patientId", "medicalRecordNo", 
 
 
 @dataclass
-
-
 class Snapshot:
     """What a workflow looks like at one moment, as far as the projections care."""
 

@@ -28,8 +28,6 @@ from engine.store import UseCase
 
 
 @dataclass
-
-
 class TaskQuery:
     assignee: str | None = None
     candidate_user: str | None = None
@@ -51,10 +49,7 @@ class TaskQuery:
     limit: int = 50
 
 
-
 @dataclass(frozen=True)
-
-
 class TaskScope:
     """Filters of the REST APIs on top of a TaskQuery: `visible_to` (user, groups) keeps only tasks
     assigned to the user or offered to the user or one of the groups, `offered_to` only those

@@ -34,8 +34,6 @@ from engine.variables import json_safe
 
 
 @dataclass
-
-
 class Command:
     """What one command did, for the save step and history."""
 
@@ -45,10 +43,7 @@ class Command:
     completed_task_id: str | None = None
 
 
-
 @dataclass
-
-
 class InstanceRecord:
     id: str
     definition_id: str
@@ -64,8 +59,6 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True)
-
-
 class DefinitionInfo:
     """The immutable facts of a definition version (cached: a version never changes)."""
 
@@ -77,10 +70,7 @@ class DefinitionInfo:
     resource_name: str
 
 
-
 @dataclass
-
-
 class Loaded:
     """The loaded instance of a command: the row as it was, its definition, the workflow and what
     the workflow looked like before the command (the save step writes only the differences)."""
