@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from engine.models import ProcessInstance, Task
+from engine.models import ProcessInstance, Task, TaskCandidate
 
 MESSAGE_SENDERS_PROPERTY = "message.senders"
 
@@ -44,10 +44,24 @@ def declared_senders(extensions: dict | None) -> list[str] | None:
     return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
+def offered_condition(user: str | None, groups: Iterable[str] | None):
+    """Candidate rows that offer a task to the user or to one of the groups."""
+    cond = []
+    if user:
+        cond.append(and_(TaskCandidate.kind == "user", TaskCandidate.ident == user))
+    groups = list(groups or [])
+    if groups:
+        cond.append(and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(groups)))
+    return or_(*cond) if cond else false()
+
+
+def offered_task_ids(user: str | None, groups: Iterable[str] | None):
+    """The tasks offered to the user or to one of the groups (a subquery)."""
+    return select(TaskCandidate.task_id).where(offered_condition(user, groups))
+
+
 def reachable_instance_ids(s: Session, instance_ids: Iterable[str], caller: Caller) -> set[str]:
     """Which of these instances the caller may act on by the task-list rule (one query)."""
-    from engine.service import offered_task_ids
-
     ids = list(dict.fromkeys(instance_ids))
     if not ids:
         return set()

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, func, or_, select
 
-from engine.access import LIKE_ESCAPE, contains_pattern, like_pattern
+from engine.access import LIKE_ESCAPE, contains_pattern, like_pattern, offered_condition, offered_task_ids
 from engine.errors import InvalidInput
 from engine.models import (
     HistoryEvent,
@@ -60,21 +60,6 @@ class TaskScope:
     definition_id: str | None = None
     name: str | None = None
     name_like: str | None = None
-
-
-def offered_condition(user: str | None, groups: Iterable[str] | None):
-    """Candidate rows that offer a task to the user or to one of the groups."""
-    cond = []
-    if user:
-        cond.append(and_(TaskCandidate.kind == "user", TaskCandidate.ident == user))
-    groups = list(groups or [])
-    if groups:
-        cond.append(and_(TaskCandidate.kind == "group", TaskCandidate.ident.in_(groups)))
-    return or_(*cond) if cond else false()
-
-
-def offered_task_ids(user: str | None, groups: Iterable[str] | None):
-    return select(TaskCandidate.task_id).where(offered_condition(user, groups))
 
 
 class Queries(UseCase):
