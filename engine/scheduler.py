@@ -2,8 +2,10 @@
 
 The timers table is the truth. The scheduler sleeps until the earliest pending timer is due (or at
 most `max_sleep` seconds, to see timers that other processes wrote), fires every due timer in its
-own transaction, and catches up after downtime the same way. The order is fair across process
-definitions (`WorkflowEngine.fire_next_due`, engine/timer_queue.py): round-robin between the
+own transaction, and catches up after downtime the same way. The firing is the engine's one fire
+loop (`Timers.fire_due` in engine/timers.py, as for the CLI and the demo: a failing timer is
+postponed with back-off); this module only decides when a pass runs and stops it at shutdown. The
+order is fair across process definitions (engine/timer_queue.py): round-robin between the
 definitions that have due timers, due order within one, so a definition with a large backlog cannot
 hold back another's escalation; a timer start cycle that missed firings fires once for them all.
 
@@ -30,9 +32,8 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 
-from engine.errors import EngineError, TimerFiringError
+from engine.errors import EngineError
 from engine.models import Timer
-from engine.service import TIMER_BUSY
 
 log = logging.getLogger(__name__)
 JOB_ID = "fire-timers"
@@ -90,27 +91,16 @@ class TimerScheduler:
             self._run_lock.release()
 
     def _fire_due(self) -> int:
-        fired = 0
+        """One pass of the engine's fire loop (engine/timers.py `Timers.fire_due`): until nothing is
+        due or the scheduler shuts down; a busy instance is waited for as long as the pass runs."""
         self._claimed_at = None
-        while not self._stopping.is_set():
-            claimed_at = self.engine.clock.now()
-            try:
-                result = self.engine.fire_next_due()
-                if result is None:
-                    self._claimed_at = claimed_at
-                    break
-                if result == TIMER_BUSY:  # its instance is in another command for a moment
-                    self._stopping.wait(0.01)
-                    continue
-                fired += 1
-            except TimerFiringError as exc:  # a broken instance must not stop the others
-                log.error("%s", exc.message)
-                self.engine.postpone_timer(exc.details["timer_id"], exc.message)
+        result = self.engine.timers.fire_due(stop=self._stopping, max_busy=None)
+        self._claimed_at = result.idle_at
         now = self.engine.clock.now()
         if self._last_sla is None or (now - self._last_sla).total_seconds() >= self.sla_every:
             self.engine.refresh_sla()
             self._last_sla = now
-        return fired
+        return result.fired
 
     def run_retention(self) -> dict | None:
         """The daily job: anonymize finished cases past retention, clear orphaned rows

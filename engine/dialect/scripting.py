@@ -64,19 +64,25 @@ class Runtime:
     evaluate_decision: Callable[..., list[dict]] | None = None
     business_key: str | None = None
     instance_id: str | None = None
-    # Timers due at or before this moment fire (the scheduler fires one due time at a time, so a
-    # catch-up after downtime runs the timers of an instance in their due order).
-    fire_until: datetime | None = None
     budgets: Budgets = field(default_factory=Budgets)
     # Repeating timers reached at run time (`${…}` cycles) may not fire more often than this.
     timer_min_interval: timedelta = timedelta(seconds=60)
 
 
 class DialectScriptEngine(SandboxedScriptEngine):
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, *, fire_until: datetime | None = None):
+        """`fire_until`: this command fires the timers due at or before that moment, none later
+        (a timer firing passes its timer's due time; any other command fires what is due now)."""
         super().__init__(environment=SandboxedEnvironment(environment_globals=dict(runtime.functions),
                                                           limits=runtime.budgets.sandbox))
         self.runtime = runtime
+        self._fire_until = fire_until
+
+    def firing(self, due_at: datetime) -> DialectScriptEngine:
+        """The script engine of a timer firing at `due_at` (engine/timers.py): the scheduler fires
+        one due time at a time, so a catch-up after downtime runs an instance's timers in their due
+        order; timers due after `due_at` wait for their own firing."""
+        return DialectScriptEngine(self.runtime, fire_until=due_at)
 
     def create_task_exec_exception(self, task, script, err):
         # SpiffWorkflow joins the exception's first argument to its message as text: a script's
@@ -98,9 +104,9 @@ class DialectScriptEngine(SandboxedScriptEngine):
         return self.runtime.timer_min_interval
 
     def fire_until(self) -> datetime:
+        """The cut-off of this command's timers: the firing's due time, never later than now."""
         now = self.runtime.now()
-        limit = self.runtime.fire_until
-        return min(limit, now) if limit is not None else now
+        return min(self._fire_until, now) if self._fire_until is not None else now
 
     # -- expressions ---------------------------------------------------------------------------
     def _execution(self, task, variables: Mapping[str, Any]) -> juel.ExecutionContext:

@@ -211,3 +211,22 @@ def test_a_legacy_start_timer_below_the_minimum_is_postponed_not_fired(engine, c
     assert engine.count_instances(process_key="dx_evening_report") == 0
     (failed,) = [h for h in engine.history() if h["action"] == "timer_failed"]
     assert "TIMER_MIN_INTERVAL" in failed["details"]["error"]
+
+
+def test_a_timer_firing_passes_its_due_time_to_its_own_script_engine():
+    """The firing time is an argument of the firing's script engine, not a field set on the
+    command's runtime afterwards: the command's own script engine still fires what is due now,
+    and a firing never fires later than now."""
+    from zoneinfo import ZoneInfo
+
+    from engine.dialect.scripting import DialectScriptEngine, Runtime
+
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=SHANGHAI)
+    runtime = Runtime(now=lambda: now, tz=ZoneInfo("Asia/Shanghai"))
+    command = DialectScriptEngine(runtime)
+    firing = command.firing(now - timedelta(hours=2))
+    assert firing.fire_until() == now - timedelta(hours=2)
+    assert firing.runtime is runtime
+    assert command.fire_until() == now
+    assert command.firing(now + timedelta(hours=1)).fire_until() == now
+    assert not hasattr(runtime, "fire_until")

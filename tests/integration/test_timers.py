@@ -184,6 +184,45 @@ def test_fire_due_timers_postpones_a_broken_timer_and_fires_the_ones_after_it(en
     assert open_elements(engine, broken["id"]) == ["Handle"]
 
 
+def test_the_scheduler_fires_through_the_same_loop_as_the_cli(engine, clock, monkeypatch):
+    """One fire loop (Timers.fire_due): a scheduler pass postpones a broken timer with the same
+    back-off as the CLI, fires the ones after it, and a shutdown stops a pass between firings."""
+    deploy(engine)
+    broken = engine.start("timer_kinds", business_key="S-1")
+    clock.advance(minutes=1)
+    healthy = [engine.start("timer_kinds", business_key=f"S-{n}")["id"] for n in (2, 3)]
+    clock.advance(minutes=30)
+    original = engine._fire
+    passes = []
+    loop = engine.timers.fire_due
+
+    def fire_due(**kwargs):
+        passes.append(kwargs)
+        return loop(**kwargs)
+
+    def fire(s, timer, now):
+        if timer.instance_id == broken["id"]:
+            raise RuntimeError("the decision table is missing")
+        return original(s, timer, now)
+
+    monkeypatch.setattr(engine, "_fire", fire)
+    monkeypatch.setattr(engine.timers, "fire_due", fire_due)
+    scheduler = TimerScheduler(engine)
+    assert scheduler.run_due() == 2
+    assert len(passes) == 1 and passes[0]["stop"] is scheduler._stopping
+    assert [open_elements(engine, i) for i in healthy] == [["Handle"], ["Handle"]]
+    with engine.db.reader() as s:
+        timer = s.execute(select(Timer).where(Timer.instance_id == broken["id"])).scalar_one()
+    assert timer.attempts == 1 and timer.due_at == clock.now() + timedelta(minutes=1)
+    assert scheduler._claimed_at == clock.now()  # the pass ended with nothing due
+    monkeypatch.setattr(engine, "_fire", original)
+    clock.advance(minutes=1)
+    scheduler._stopping.set()  # shutting down: the pass fires nothing more
+    assert scheduler.run_due() == 0
+    assert scheduler._claimed_at is None
+    assert open_elements(engine, broken["id"]) == []
+
+
 def test_sqlite_refuses_a_second_scheduler(engine):
     first = TimerScheduler(engine)
     first.start()
