@@ -31,7 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,7 @@ from engine.models import (
     Task,
 )
 from engine.privacy import DEFAULT_PATIENT_KEYS, DEFAULT_POLICY, PHONE, PiiPolicy, policy_from_bpmn
+from engine.variables import json_safe
 
 ANONYMIZED = "[已匿名]"
 ANONYMIZED_ACTION = "anonymized"  # the history row that marks an anonymized case
@@ -699,17 +700,8 @@ def patient_cases(engine, *, record: str | None = None, phone: str | None = None
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    """A column's value in the export: its JSON-safe form (engine/variables.py); binary data left out."""
+    return None if isinstance(value, bytes) else json_safe(value)
 
 
 def _row_dict(obj, skip: tuple[str, ...] = ()) -> dict:

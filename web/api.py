@@ -10,9 +10,8 @@ the status web/errors.py gives the engine's error (400 with ``fields`` for a for
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -27,13 +26,14 @@ from werkzeug.exceptions import HTTPException
 from engine.dialect import dmn
 from engine.errors import EngineError, Forbidden, InvalidInput, NotFound
 from engine.service import TaskQuery, WorkflowEngine
+from engine.variables import MAX_NESTING, json_safe, plain_problem
 from web import access, masking
 from web.errors import http_status
 from web.json_body import UnstorableText, check_text
 from web.rest_auth import ApiUser, basic_user, session_user
 
 API_VERSION = "1.0"
-MAX_VARIABLE_DEPTH = 32
+MAX_VARIABLE_DEPTH = MAX_NESTING
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 bp = Blueprint("api", __name__)
@@ -86,20 +86,16 @@ class LocalDateTime(fields.DateTime):
         return moment
 
 
-def _check_value(value: Any, depth: int = 0) -> None:
-    if depth > MAX_VARIABLE_DEPTH:
+def _check_value(value: Any) -> None:
+    problem = plain_problem(value)
+    if problem is None:
+        return
+    kind, _ = problem
+    if kind == "depth":
         raise ValidationError(f"nested more than {MAX_VARIABLE_DEPTH} levels deep")
-    if isinstance(value, float) and not math.isfinite(value):
+    if kind == "number":
         raise ValidationError("numbers must be finite")
-    if isinstance(value, str) and "\x00" in value:
-        raise ValidationError("text must not contain NUL characters")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_value(k, depth + 1)
-            _check_value(v, depth + 1)
-    elif isinstance(value, list):
-        for v in value:
-            _check_value(v, depth + 1)
+    raise ValidationError("text must not contain NUL characters")
 
 
 class Variables(fields.Dict):
@@ -568,17 +564,7 @@ def _engine_error(exc: EngineError) -> Response:
     body = exc.to_dict()
     body.pop("error", None)
     body.pop("message", None)
-    return _error(http_status(exc), exc.code, exc.message, **_json_safe(body))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
+    return _error(http_status(exc), exc.code, exc.message, **json_safe(body))
 
 
 def _flatten(messages: Any, prefix: str = "") -> dict[str, str]:
@@ -642,7 +628,7 @@ def _visible_task(task_id: str) -> dict:
 
 
 def _form_fields(form) -> list[dict]:
-    return [{"id": f.id, "label": f.label, "type": f.type, "default": _json_safe(f.default), "required": f.required,
+    return [{"id": f.id, "label": f.label, "type": f.type, "default": json_safe(f.default), "required": f.required,
              "readonly": f.readonly, "min_length": f.min_length, "max_length": f.max_length,
              "minimum": f.minimum, "maximum": f.maximum,
              "options": [{"id": o[0], "name": o[1]} for o in f.options]} for f in form.fields]
@@ -760,7 +746,7 @@ def instance_variables(instance_id: str) -> Response:
     stored = masking.read_variables(_engine().get_variables(instance_id), _user().staff,
                                     definition_id=instance["definition_id"], instance_id=instance_id,
                                     tasks=instance["tasks"])
-    return jsonify(_json_safe(stored))
+    return jsonify(json_safe(stored))
 
 
 @rest.post("/instances/<instance_id>/variables/<name>/reveal")
@@ -773,7 +759,7 @@ def reveal_variable(instance_id: str, name: str) -> Response:
     if name not in instance["variables"]:
         raise NotFound(f"process instance '{instance_id}' has no variable '{name}'", instance_id=instance_id,
                        variable=name)
-    return jsonify(_json_safe({"name": name, "value": masking.reveal_variable(instance, name, _user().staff)}))
+    return jsonify(json_safe({"name": name, "value": masking.reveal_variable(instance, name, _user().staff)}))
 
 
 @rest.post("/instances")
@@ -940,7 +926,7 @@ def get_decision(definition_id: str) -> dict:
 def evaluate_decision(args: dict, definition_id: str) -> dict:
     """Evaluate a decision with test inputs: Camunda's result list (one entry per matched rule)."""
     results = _engine().evaluate_decision(definition_id=_decision(definition_id)["id"], variables=args["variables"])
-    return {"results": _json_safe([{k: _number(v) for k, v in row.items()} for row in results])}
+    return {"results": json_safe([{k: _number(v) for k, v in row.items()} for row in results])}
 
 
 def _number(value: Any) -> Any:

@@ -25,9 +25,7 @@ from engine.deployment import content_hash, file_kind
 from engine.dialect import dmn
 from engine.errors import Conflict, DeploymentError, EngineError, Forbidden, InvalidInput, NotFound
 from engine.service import TaskQuery, WorkflowEngine
-from web import masking
-from web.access import authorize_assignment, can_cancel
-from web.camunda_types import (
+from engine.variables import (
     FORM_FIELD_TYPES,
     dmn_type,
     format_date,
@@ -35,6 +33,8 @@ from web.camunda_types import (
     variables_from_camunda,
     variables_to_camunda,
 )
+from web import masking
+from web.access import authorize_assignment, can_cancel
 from web.errors import camunda_type, http_status
 from web.json_body import read_object
 from web.rest_auth import ApiUser, basic_user

@@ -4,7 +4,7 @@ camunda-external-task-client-python3) and scripts written for Camunda 7 run thei
 against this service unchanged.
 
 The work is done by ``engine.external.ExternalTaskService``; this module reads Camunda's JSON,
-converts typed variables (``web.camunda_types``), and answers with Camunda's shapes
+converts typed variables (``engine.variables``), and answers with Camunda's shapes
 (LockedExternalTaskDto, ExternalTaskDto, IncidentDto), status codes and error bodies
 (``{"type": …, "message": …}``: a missing task or a lock held by someone else is a
 ``RestException`` with 404 / 400, as Camunda answers).
@@ -32,8 +32,8 @@ from werkzeug.exceptions import HTTPException
 from engine.errors import EngineError, Forbidden, InvalidInput, NotFound
 from engine.external import ExternalTaskLockError, ExternalTaskQuery, IncidentQuery
 from engine.service import WorkflowEngine
+from engine.variables import format_date, parse_date, to_typed, variables_from_camunda
 from web import masking
-from web.camunda_types import format_date, parse_date, to_typed, variables_from_camunda
 from web.engine_rest import Params, _authenticate, _error, _http_error, _refuse_nul
 from web.errors import camunda_type, http_status
 from web.json_body import read_object
