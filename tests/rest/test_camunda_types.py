@@ -127,3 +127,22 @@ def test_python_values_in_camunda_form():
         "when": {"type": "Date", "value": "2026-03-02T09:00:00.000+0800", "valueInfo": {}},
         "n": {"type": "Long", "value": 3, "valueInfo": {}}}
     assert values_to_camunda({"lane": Decimal(3)}, SHANGHAI, {"lane": "Double"})["lane"]["value"] == 3.0
+
+
+def test_one_variables_module_for_the_engine_and_both_apis():
+    """The engine, /api/v1 and /engine-rest read types and JSON-safe values from engine/variables.py:
+    the smallest Integer is an Integer everywhere (the engine used to call it a Long), decimals
+    become numbers, and the value checks name the same problems for both APIs."""
+    from decimal import Decimal
+
+    from engine import variables
+    from web import camunda_types
+
+    assert camunda_types.to_typed is variables.to_typed
+    assert camunda_types.variables_from_camunda is variables.variables_from_camunda
+    assert variables.variable_type(-(2**31)) == "Integer" == to_typed(-(2**31), SHANGHAI)["type"]
+    assert variables.variable_type(2**31) == "Long"
+    assert variables.json_safe({"score": [Decimal(5), Decimal("2.5")]}, whole_decimals=True) == {"score": [5, 2.5]}
+    assert variables.plain_problem({"a": [float("inf")]}) == ("number", float("inf"))
+    assert variables.plain_problem({"k\x00": 1}) == ("nul", "k\x00")
+    assert variables.plain_problem({"a": 1, "b": ["x"]}) is None
