@@ -229,10 +229,12 @@ class WorkflowEngine:
         return self.tasks.assign(task_id, assignee, user)
 
     def complete(self, task_id: str, variables: Mapping[str, Any] | None = None, *, user: str | None = None,
-                 require_assignee: bool = False) -> dict:
-        """Complete a human task with data. Raises Conflict when the task is not open any more,
-        is assigned to someone else, or the instance changed meanwhile."""
-        return self.tasks.complete(task_id, variables, user=user, require_assignee=require_assignee)
+                 require_assignee: bool = False, submission=None) -> dict:
+        """Complete a human task with data (or a form's `submission`); the instance with its
+        `next_tasks` (engine/tasks.py). Raises Conflict when the task is not open any more, is
+        assigned to someone else, or the instance changed meanwhile."""
+        return self.tasks.complete(task_id, variables, user=user, require_assignee=require_assignee,
+                                   submission=submission)
 
     def task_form(self, task_id: str) -> TaskForm:
         return self.tasks.form(task_id)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent as StartEventMixin
@@ -100,10 +101,21 @@ class Tasks(UseCase):
             return TaskForm([])
 
     def complete(self, task_id: str, variables: Mapping[str, Any] | None = None, *, user: str | None = None,
-                 require_assignee: bool = False) -> dict:
+                 require_assignee: bool = False,
+                 submission: Callable[[dict, TaskForm], Mapping[str, Any] | None] | None = None) -> dict:
         """Complete a human task with data. Raises Conflict when the task is not open any more,
-        is assigned to someone else, or the instance changed meanwhile."""
-        variables = check_variables(variables)
+        is assigned to someone else, or the instance changed meanwhile.
+
+        With `submission` the data is what a form posted: it is called with the task (as
+        `get_task` shows it) and the task's form once the task is open and may be completed by
+        `user`, so that a page needs no read of its own before the command.
+
+        Returns the instance (`instance_summary`) and `next_tasks`: the instance's open tasks after
+        the command (id, name, element_id, assignee, candidate_users, candidate_groups, due_at,
+        priority), in the order of the task list; from the command's own work, with a read only
+        for tasks that were open before and still are (parallel branches)."""
+        if submission is None:
+            variables = check_variables(variables)
         with self.store.command() as s:
             task = self.store.task_record(s, task_id)
             self.require_open(task)
@@ -117,7 +129,10 @@ class Tasks(UseCase):
             spiff_task = workflow.get_task_from_id(uuid.UUID(task_id))
             if spiff_task is None or spiff_task.state != TaskState.READY:
                 raise Conflict(f"task '{task.name}' is not ready", task_id=task_id)
-            values = TaskForm.for_spec(spiff_task.task_spec).validate(variables)
+            form = TaskForm.for_spec(spiff_task.task_spec)
+            if submission is not None:
+                variables = check_variables(submission(self.engine.queries.task_dict(task), form))
+            values = form.validate(variables)
             spiff_task.data.update(values)
             cmd = Command(user, "complete", completed_task_id=task_id)
             cmd.events.append({"action": "complete", "element_id": task.element_id, "element_name": task.name,
@@ -132,4 +147,50 @@ class Tasks(UseCase):
                                    "details": {"unconfirmed_years": sorted(watch.years)}})
             self.store.run_engine(workflow, definition, cmd)
             self.store.save(s, loaded, cmd)
-            return self.store.instance_summary(loaded.row)
+            result = self.store.instance_summary(loaded.row)
+            result["next_tasks"] = self.open_after(s, loaded, cmd)
+            return result
+
+    @staticmethod
+    def open_after(s: Session, loaded, cmd: Command) -> list[dict]:
+        """The open tasks of a command's instance once it is saved: those the command created (its
+        task_created events, as the save step wrote them) and those open before that still are
+        (read, for their assignee may have changed since they were created)."""
+        workflow = loaded.workflow
+        if workflow.completed:
+            return []
+        out = []
+        for event in cmd.events:
+            if event["action"] != "task_created":
+                continue
+            details = event.get("details") or {}
+            spiff_task = workflow.get_task_from_id(uuid.UUID(event["task_id"]))
+            assignment = (spiff_task.internal_data.get("assignment") or {}) if spiff_task is not None else {}
+            due = details.get("due_at")
+            out.append({"id": event["task_id"], "name": event.get("element_name"),
+                        "element_id": event.get("element_id"), "assignee": details.get("assignee"),
+                        "candidate_users": list(assignment.get("candidateUsers") or []),
+                        "candidate_groups": list(details.get("candidate_groups") or []),
+                        "due_at": datetime.fromisoformat(due) if due else None,
+                        "priority": assignment.get("priority", 50), "created_at": None})
+        still_open = []
+        for task_id in loaded.before.human:
+            if task_id == cmd.completed_task_id:
+                continue
+            spiff_task = workflow.get_task_from_id(uuid.UUID(task_id))
+            if spiff_task is not None and spiff_task.state == TaskState.READY:
+                still_open.append(task_id)
+        if still_open:
+            tasks = Task.__table__
+            for t in s.execute(select(tasks).where(tasks.c.id.in_(still_open), tasks.c.status == "open")):
+                out.append({"id": t.id, "name": t.name, "element_id": t.element_id, "assignee": t.assignee,
+                            "candidate_users": list(t.candidate_users or []),
+                            "candidate_groups": list(t.candidate_groups or []), "due_at": t.due_at,
+                            "priority": t.priority, "created_at": t.created_at})
+        # the task list's order: due first (none last), then priority, then the older task
+        out.sort(key=lambda t: (t["due_at"] is None, t["due_at"].timestamp() if t["due_at"] else 0,
+                                -(t["priority"] or 0), t["created_at"] is None,
+                                t["created_at"].timestamp() if t["created_at"] else 0, t["id"]))
+        for t in out:
+            del t["created_at"]
+        return out

@@ -10,7 +10,18 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
@@ -32,7 +43,7 @@ from web.access import (
     visible_instance,
     visible_task,
 )
-from web.auth import group_names, list_accounts, staff_pages
+from web.auth import GroupInfo, group_names, list_accounts, list_groups, select_locale, staff_pages
 
 bp = Blueprint("tasks", __name__)
 
@@ -463,23 +474,33 @@ def delegate_candidates(task: dict) -> list[tuple[str, str]]:
     return out
 
 
-def next_steps(instance_id: str) -> tuple[list[dict], str]:
-    """Open tasks of an instance after a command, and its status."""
-    info = engine().list_instances(instance_ids=[instance_id], limit=1)
-    status = info[0]["status"] if info else "completed"
-    tasks = engine().list_tasks(TaskQuery(instance_id=instance_id, limit=50))
-    return tasks, status
-
-
-def flash_next_steps(instance_id: str) -> None:
-    tasks, status = next_steps(instance_id)
-    if status != "active":
-        flash(_("流程已结束：%(status)s", status=status_text(status)), "info")
+def flash_next_steps(result: dict) -> None:
+    """What happens next, from a completed command's result (engine `complete`: the instance's
+    status and its open tasks after the command); no read of its own."""
+    if result["status"] != "active":
+        flash(_("流程已结束：%(status)s", status=status_text(result["status"])), "info")
         return
-    for t in tasks:
-        to = user_name(t["assignee"]) if t["assignee"] else group_list(t["candidate_groups"])
+    me = staff()
+    for t in result["next_tasks"]:
+        if t["assignee"]:
+            to = me.display_name if t["assignee"] == me.username else user_name(t["assignee"])
+        else:
+            to = known_group_list(t["candidate_groups"])
         due = _("，期限 %(due)s", due=localtime(t["due_at"])) if t["due_at"] else ""
         flash(_("下一步：%(task)s → %(to)s%(due)s", task=t["name"], to=to or "—", due=due), "info")
+
+
+def known_group_list(ids: list[str] | None) -> str:
+    """`group_list` without a read per click: a group is created once and never renamed or
+    removed, so names once read stay right for the life of the app; an id not seen yet reads them
+    again."""
+    known: dict[str, GroupInfo] = current_app.extensions.setdefault("known_groups", {})
+    if any(i not in known for i in ids or []):
+        known.update({grp.id: grp for grp in list_groups()})
+    english = select_locale() == "en"
+    names = [((known[i].name_en or known[i].name) if english else known[i].name) if i in known else i
+             for i in ids or []]
+    return "、".join(names)
 
 
 # -- the task page --------------------------------------------------------------------------
@@ -613,17 +634,29 @@ def assign(task_id: str):
 
 @bp.post("/tasks/<task_id>/complete")
 def complete(task_id: str):
-    task = visible_task(task_id)
+    """One command: it checks that the task is open and the user's (anyone else's task answers
+    409 or 404 below, as before), reads the form and returns the next steps. Reads of the page
+    happen only when it is shown again."""
     me = staff().username
-    form = engine().task_form(task_id)
-    raw = read_submission(form, request.form)
+    posted: dict[str, Any] = {}
+
+    def submission(task: dict, form: TaskForm) -> dict[str, Any]:
+        posted.update(task=task, form=form, raw=read_submission(form, request.form))
+        return posted["raw"]
+
     try:
-        result = engine().complete(task_id, raw, user=me, require_assignee=True)
+        result = engine().complete(task_id, user=me, require_assignee=True, submission=submission)
+    except NotFound:
+        abort(404)
     except InvalidInput as exc:
+        task = visible_task(task_id)
+        form = posted.get("form") or engine().task_form(task_id)
+        raw = posted["raw"] if "raw" in posted else read_submission(form, request.form)
         errors = field_errors(form, raw, exc)
         alert = _("表单有误，请按提示修改后再提交") if errors else exc.message
         return _render_task(task, data=request.form, errors=errors, alert=alert, status=422)
     except Conflict:
+        visible_task(task_id)  # a task the user may not see stays a 404, whatever its state
         message = conflict_message(task_id)
         fresh = engine().get_task(task_id)
         if fresh["status"] == "completed" and fresh["completed_by"] == me:
@@ -632,10 +665,12 @@ def complete(task_id: str):
         # keep what the user typed on the page, with the reason it was not saved
         return _render_task(fresh, data=request.form, alert=message, status=409)
     except ProcessError as exc:
+        task = visible_task(task_id)
         alert = _("流程无法继续，您填写的内容尚未保存。请联系流程负责人。（%(reason)s）", reason=exc.message)
         return _render_task(task, data=request.form, alert=alert, status=422)
+    task = posted["task"]
     flash(_("已完成：%(name)s（%(key)s）", name=task["name"], key=task["business_key"] or "—"), "success")
-    flash_next_steps(result["id"])
+    flash_next_steps(result)
     return redirect(url_for(".index"))
 
 
