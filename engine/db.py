@@ -1,6 +1,7 @@
 """Database connection, transactions and schema migrations.
 
-One engine command is one transaction (`Database.transaction()`). On SQLite, command
+One engine command is one transaction (`Database.transaction()`); reads (`Database.reader()`)
+run without one of their own on PostgreSQL. On SQLite, command
 transactions begin with BEGIN IMMEDIATE so that writers queue instead of failing on a stale
 snapshot; on PostgreSQL instance rows are locked with SELECT ... FOR UPDATE.
 """
@@ -49,10 +50,20 @@ class Database:
             self._setup_sqlite(self.engine)
             self.write_engine = self.engine.execution_options(sqlite_immediate=True)
         else:
-            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True, pool_size=10,
+            # No pre-ping per checkout (a round trip each time): connections are recycled before
+            # servers or proxies drop idle ones, and a connection that died anyway fails its
+            # statement with a disconnect error, after which SQLAlchemy invalidates the pool and the
+            # caller's retry gets a fresh connection.
+            self.engine = create_engine(self.url, echo=echo, pool_recycle=1800, pool_size=10,
                                         max_overflow=20)
             self.write_engine = self.engine
-        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads on PostgreSQL run without a transaction of their own (AUTOCOMMIT): under READ
+        # COMMITTED each statement sees its own snapshot either way, and no BEGIN/ROLLBACK is
+        # sent — a ROLLBACK would make psycopg DEALLOCATE ALL, so prepared statements would never
+        # live. On SQLite a read transaction is local and keeps one snapshot across statements.
+        self.read_engine = (self.engine if self.is_sqlite
+                            else self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
 
     @staticmethod
