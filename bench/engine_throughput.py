@@ -8,7 +8,9 @@ tasks → end) run N times in four ways in the same run:
      completed through the calls the web UI makes
   d  the same on PostgreSQL when it answers at 127.0.0.1:5432
 
-Prints instances/s, the ratios c/a and c/b, peak RSS, and as its last line one JSON object.
+Prints instances/s, the ratios c/a and c/b, per command (start, list, complete) the statements,
+transactions and on PostgreSQL round trips, and per instance their sums; peak RSS, and as its last
+line one JSON object.
 
     .venv/bin/python bench/engine_throughput.py [N]
 """
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import event
 
 from engine.clock import FrozenClock
 from engine.config import Settings
@@ -113,22 +116,113 @@ def run_b(n: int, directory: Path) -> float:
     return n / (time.perf_counter() - started)
 
 
-def run_service(n: int, url: str, directory: Path) -> float:
+def run_instance(engine: WorkflowEngine, i: int, on_command=None) -> None:
+    def note(command):
+        if on_command is not None:
+            on_command(command)
+
+    inst = engine.start("triage_flow", business_key=f"B-{i}", variables=variables(i), user="frontdesk")
+    note("start")
+    while True:
+        tasks = engine.list_tasks(TaskQuery(instance_id=inst["id"], limit=10))
+        note("list")
+        if not tasks:
+            break
+        engine.complete(tasks[0]["id"], {}, user="frontdesk")
+        note("complete")
+
+
+def count_per_command(engine: WorkflowEngine, directory: Path, instances: int = 5) -> dict:
+    """Statements and transactions (SQLAlchemy events) and, on PostgreSQL, round trips (libpq's
+    trace: each Sync or simple Query sent; psycopg's one-time PREPARE not counted) per command,
+    averaged over a few instances after the timed run (warm caches, as in steady state)."""
+    sa_engine = engine.db.engine
+    counts = {"statements": 0, "transactions": 0, "round_trips": 0}
+    per: dict[str, list[dict]] = {}
+    trace = None if engine.db.is_sqlite else open(directory / "libpq.trace", "w+")  # noqa: SIM115
+
+    def statement(conn, cursor, text, parameters, context, executemany):
+        if not text.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+            counts["statements"] += 1
+
+    def begin(conn):
+        counts["transactions"] += 1
+
+    def checkout(dbapi_connection, _record, _proxy):
+        from psycopg import pq
+
+        dbapi_connection.pgconn.trace(trace.fileno())
+        dbapi_connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+    def checkin(dbapi_connection, _record):
+        if dbapi_connection is not None:
+            dbapi_connection.pgconn.untrace()
+
+    def round_trips() -> int:
+        trace.flush()
+        trace.seek(0)
+        trips, batch = 0, []
+        for line in trace.read().splitlines():
+            parts = line.split("\t")
+            if parts[0] != "F" or len(parts) < 3:
+                continue
+            named = parts[2] == "Parse" and not parts[3].strip().startswith('""')
+            batch.append("Parse:named" if named else parts[2])
+            if parts[2] in ("Sync", "Query"):
+                trips += 0 if "Parse:named" in batch and "Execute" not in batch else 1
+                batch = []
+        trace.seek(0)
+        trace.truncate()
+        return trips
+
+    def on_command(command):
+        if trace is not None:
+            counts["round_trips"] = round_trips()
+        per.setdefault(command, []).append(dict(counts))
+        counts.update(statements=0, transactions=0, round_trips=0)
+
+    event.listen(sa_engine, "before_cursor_execute", statement)
+    event.listen(sa_engine, "begin", begin)
+    if trace is not None:
+        event.listen(sa_engine.pool, "checkout", checkout)
+        event.listen(sa_engine.pool, "checkin", checkin)
+    try:
+        for i in range(instances):
+            run_instance(engine, 10**6 + i, on_command)
+    finally:
+        event.remove(sa_engine, "before_cursor_execute", statement)
+        event.remove(sa_engine, "begin", begin)
+        if trace is not None:
+            event.remove(sa_engine.pool, "checkout", checkout)
+            event.remove(sa_engine.pool, "checkin", checkin)
+            trace.close()
+    out = {command: {k: round(sum(c[k] for c in seen) / len(seen), 2) for k in counts}
+           for command, seen in per.items()}
+    total = {k: sum(c[k] for seen in per.values() for c in seen) / instances for k in counts}
+    out["per_instance"] = {k: round(v, 1) for k, v in total.items()}
+    if trace is None:
+        for command in out.values():
+            command.pop("round_trips")
+    return out
+
+
+def run_service(n: int, url: str, directory: Path) -> tuple[float, dict]:
     settings = Settings(database_url=url, workflows_dir=directory)
     engine = WorkflowEngine(Database(url), settings, FrozenClock())
     engine.init_db()
     engine.deploy([(DMN.name, DMN.read_bytes()), (BPMN.name, BPMN.read_bytes())])
     started = time.perf_counter()
     for i in range(n):
-        inst = engine.start("triage_flow", business_key=f"B-{i}", variables=variables(i), user="frontdesk")
-        while True:
-            tasks = engine.list_tasks(TaskQuery(instance_id=inst["id"], limit=10))
-            if not tasks:
-                break
-            engine.complete(tasks[0]["id"], {}, user="frontdesk")
+        run_instance(engine, i)
     rate = n / (time.perf_counter() - started)
+    counted = count_per_command(engine, directory)
     engine.db.dispose()
-    return rate
+    return rate, counted
+
+
+def print_counts(counted: dict) -> None:
+    for command, c in counted.items():
+        print(f"     {command:12s} " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in c.items()))
 
 
 def postgres_url() -> str | None:
@@ -169,14 +263,16 @@ def main() -> None:
         print(f"a  raw SpiffWorkflow in memory:       {a:8.1f} instances/s")
         b = run_b(n, directory)
         print(f"b  naive JSON into SQLite each step:   {b:8.1f} instances/s   (b/a {b / a:.3f})")
-        c = run_service(n, f"sqlite:///{directory / 'service.db'}", directory)
+        c, c_counts = run_service(n, f"sqlite:///{directory / 'service.db'}", directory)
         print(f"c  service layer on SQLite:            {c:8.1f} instances/s   (c/a {c / a:.3f}, c/b {c / b:.3f})")
-        d = None
+        print_counts(c_counts)
+        d, d_counts = None, None
         url = postgres_url()
         if url:
             try:
-                d = run_service(n, url, directory)
+                d, d_counts = run_service(n, url, directory)
                 print(f"d  service layer on PostgreSQL:        {d:8.1f} instances/s   (d/a {d / a:.3f})")
+                print_counts(d_counts)
             finally:
                 drop_schema(url)
         else:
@@ -186,7 +282,7 @@ def main() -> None:
         print(json.dumps({"n": n, "a": round(a, 1), "b": round(b, 1), "c": round(c, 1),
                           "d": round(d, 1) if d else None, "c_over_a": round(c / a, 3),
                           "c_over_b": round(c / b, 3), "d_over_a": round(d / a, 3) if d else None,
-                          "peak_rss_mb": round(rss, 1)}))
+                          "peak_rss_mb": round(rss, 1), "counts_sqlite": c_counts, "counts_postgresql": d_counts}))
 
 
 if __name__ == "__main__":

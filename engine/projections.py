@@ -21,8 +21,8 @@ from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway as 
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Connection
 
 from engine.dialect.specs import ExternalServiceTask, timer_due
 from engine.models import InstanceVariable, MessageSubscription, Task, TaskCandidate, Timer
@@ -152,16 +152,52 @@ def snapshot(workflow: BpmnWorkflow) -> Snapshot:
     return Snapshot(variables, summary, done, human, external, timers, messages)
 
 
-def save_variables(s: Session, instance_id: str, changed: dict, removed: list, is_new: bool) -> None:
-    """The variables table: the changed values rewritten, the removed ones deleted."""
-    if removed:
-        s.execute(delete(InstanceVariable).where(InstanceVariable.instance_id == instance_id,
-                                                 InstanceVariable.name.in_(removed)))
+class Statements:
+    """The projection writes, built once (SQLAlchemy memoizes a statement object's cache key, so
+    a statement reused with new parameters skips building and compiling; lists go through
+    expanding IN parameters). They run on the command's connection, not through the ORM."""
+
+    variables = InstanceVariable.__table__
+    tasks = Task.__table__
+    candidates = TaskCandidate.__table__
+    timers = Timer.__table__
+    subscriptions = MessageSubscription.__table__
+
+    delete_variables = variables.delete().where(variables.c.instance_id == bindparam("b_instance"),
+                                                variables.c.name.in_(bindparam("b_names", expanding=True)))
+    insert_variables = variables.insert()
+    complete_tasks = tasks.update().where(tasks.c.id.in_(bindparam("b_ids", expanding=True)),
+                                          tasks.c.status == "open").values(
+        status="completed", completed_at=bindparam("b_at"), completed_by=bindparam("b_by"))
+    cancel_tasks = tasks.update().where(tasks.c.id.in_(bindparam("b_ids", expanding=True)),
+                                        tasks.c.status == "open").values(
+        status="cancelled", completed_at=bindparam("b_at"))
+    search_open_tasks = tasks.update().where(tasks.c.instance_id == bindparam("b_instance"),
+                                             tasks.c.status == "open").values(search_text=bindparam("b_search"))
+    insert_tasks = tasks.insert()
+    delete_candidates = candidates.delete().where(candidates.c.task_id.in_(bindparam("b_ids", expanding=True)))
+    insert_candidates = candidates.insert()
+    delete_timers = timers.delete().where(timers.c.instance_id == bindparam("b_instance"),
+                                          timers.c.task_id.in_(bindparam("b_ids", expanding=True)))
+    reschedule_timers = timers.update().where(timers.c.instance_id == bindparam("b_instance"),
+                                              timers.c.task_id == bindparam("b_task")).values(
+        due_at=bindparam("b_due"), status="pending", lease_owner=None, lease_until=None, attempts=0,
+        last_error=None)
+    insert_timers = timers.insert()
+    delete_subscriptions = subscriptions.delete().where(
+        subscriptions.c.instance_id == bindparam("b_instance"), subscriptions.c.task_id == bindparam("b_task"),
+        subscriptions.c.message_name == bindparam("b_name"))
+    insert_subscriptions = subscriptions.insert()
+
+
+def save_variables(conn: Connection, instance_id: str, changed: dict, removed: list, is_new: bool) -> None:
+    """The variables table: the changed values rewritten, the removed ones deleted (one DELETE and
+    one batched INSERT)."""
+    stale = list(removed) if is_new else list(removed) + list(changed)
+    if stale:
+        conn.execute(Statements.delete_variables, {"b_instance": instance_id, "b_names": stale})
     if not changed:
         return
-    if not is_new:
-        s.execute(delete(InstanceVariable).where(InstanceVariable.instance_id == instance_id,
-                                                 InstanceVariable.name.in_(list(changed))))
     rows = []
     for name, value in changed.items():
         safe = json_safe(value)
@@ -171,25 +207,22 @@ def save_variables(s: Session, instance_id: str, changed: dict, removed: list, i
             text = text[:512]
         rows.append({"instance_id": instance_id, "name": name, "value": safe, "text_value": text,
                      "type_name": variable_type(value)})
-    s.execute(InstanceVariable.__table__.insert(), rows)
+    conn.execute(Statements.insert_variables, rows)
 
 
-def sync_tasks(s: Session, row, definition, before: Snapshot, after: Snapshot, cmd, search: str | None,
+def sync_tasks(conn: Connection, row, definition, before: Snapshot, after: Snapshot, cmd, search: str | None,
                now: datetime, due_soon_minutes: int) -> None:
     """The task table and candidate rows: tasks that ended, and the READY human tasks that are new."""
     gone = [task_id for task_id in before.human if task_id not in after.human]
     new = [task_id for task_id in after.human if task_id not in before.human]
-    tasks = Task.__table__
     if gone:
         completed = [t for t in gone if t == cmd.completed_task_id]
         cancelled = [t for t in gone if t != cmd.completed_task_id]
         if completed:
-            s.execute(tasks.update().where(tasks.c.id.in_(completed), tasks.c.status == "open")
-                      .values(status="completed", completed_at=now, completed_by=cmd.user))
+            conn.execute(Statements.complete_tasks, {"b_ids": completed, "b_at": now, "b_by": cmd.user})
         if cancelled:
-            s.execute(tasks.update().where(tasks.c.id.in_(cancelled), tasks.c.status == "open")
-                      .values(status="cancelled", completed_at=now))
-        s.execute(TaskCandidate.__table__.delete().where(TaskCandidate.__table__.c.task_id.in_(gone)))
+            conn.execute(Statements.cancel_tasks, {"b_ids": cancelled, "b_at": now})
+        conn.execute(Statements.delete_candidates, {"b_ids": gone})
     if not new:
         return
     rows, candidates = [], []
@@ -216,9 +249,9 @@ def sync_tasks(s: Session, row, definition, before: Snapshot, after: Snapshot, c
                            "element_name": name, "task_id": task_id,
                            "details": {"assignee": a.get("assignee"), "candidate_groups": groups,
                                        "due_at": due.isoformat() if due else None}})
-    s.execute(tasks.insert(), rows)
+    conn.execute(Statements.insert_tasks, rows)
     if candidates:
-        s.execute(TaskCandidate.__table__.insert(), candidates)
+        conn.execute(Statements.insert_candidates, candidates)
 
 
 def sla_state(due: datetime | None, now: datetime, due_soon_minutes: int) -> str:
@@ -232,29 +265,30 @@ def sla_state(due: datetime | None, now: datetime, due_soon_minutes: int) -> str
     return "on_time"
 
 
-def sync_waits(s: Session, row, before: Snapshot, after: Snapshot) -> None:
-    """Timers and message subscriptions of the waiting catch events (only what changed)."""
-    timers = Timer.__table__
+def sync_waits(conn: Connection, row, before: Snapshot, after: Snapshot) -> None:
+    """Timers and message subscriptions of the waiting catch events (only what changed, each kind
+    of change one statement, executemany where there are several rows)."""
     gone = [tid for tid in before.timers if tid not in after.timers]
     if gone:
-        s.execute(timers.delete().where(timers.c.instance_id == row.id, timers.c.task_id.in_(gone)))
+        conn.execute(Statements.delete_timers, {"b_instance": row.id, "b_ids": gone})
+    moved, added = [], []
     for task_id, (element, due) in after.timers.items():
         if task_id in before.timers:
             if before.timers[task_id][1] != due:
-                s.execute(timers.update().where(timers.c.instance_id == row.id, timers.c.task_id == task_id)
-                          .values(due_at=due, status="pending", lease_owner=None, lease_until=None,
-                                  attempts=0, last_error=None))
+                moved.append({"b_instance": row.id, "b_task": task_id, "b_due": due})
             continue
-        s.execute(timers.insert().values(id=str(uuid.uuid4()), instance_id=row.id, task_id=task_id,
-                                         element_id=element, due_at=due, status="pending", fired_count=0,
-                                         attempts=0))
-    subs = MessageSubscription.__table__
-    for (task_id, name) in before.messages:
-        if (task_id, name) not in after.messages:
-            s.execute(subs.delete().where(subs.c.instance_id == row.id, subs.c.task_id == task_id,
-                                          subs.c.message_name == name))
+        added.append({"id": str(uuid.uuid4()), "instance_id": row.id, "task_id": task_id, "element_id": element,
+                      "due_at": due, "status": "pending", "fired_count": 0, "attempts": 0})
+    if moved:
+        conn.execute(Statements.reschedule_timers, moved)
+    if added:
+        conn.execute(Statements.insert_timers, added)
+    ended = [{"b_instance": row.id, "b_task": task_id, "b_name": name}
+             for (task_id, name) in before.messages if (task_id, name) not in after.messages]
+    if ended:
+        conn.execute(Statements.delete_subscriptions, ended)
     new = [{"id": str(uuid.uuid4()), "instance_id": row.id, "task_id": task_id, "element_id": element,
             "message_name": name, "business_key": row.business_key}
            for (task_id, name), element in after.messages.items() if (task_id, name) not in before.messages]
     if new:
-        s.execute(subs.insert(), new)
+        conn.execute(Statements.insert_subscriptions, new)

@@ -22,15 +22,58 @@ from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.dialect import dmn
 from engine.dialect.scripting import DialectScriptEngine, Runtime, budgets_from
 from engine.errors import Conflict, NotFound, ProcessError
 from engine.models import HistoryEvent, ProcessDefinition, ProcessInstance, Task
-from engine.projections import Snapshot, save_variables, snapshot, sync_tasks, sync_waits, unify_scope
+from engine.projections import (
+    Snapshot,
+    Statements,
+    save_variables,
+    snapshot,
+    sync_tasks,
+    sync_waits,
+    unify_scope,
+)
 from engine.variables import json_safe
+
+_INSTANCES = ProcessInstance.__table__
+INSERT_INSTANCE = _INSTANCES.insert()
+# the state write with the optimistic version guard; the values to set are the parameters' keys
+SAVE_INSTANCE = _INSTANCES.update().where(_INSTANCES.c.id == bindparam("b_id"),
+                                          _INSTANCES.c.version == bindparam("b_version"))
+INSERT_HISTORY = HistoryEvent.__table__.insert()
+_LOAD_COLUMNS = [_INSTANCES.c.id, _INSTANCES.c.definition_id, _INSTANCES.c.process_key, _INSTANCES.c.business_key,
+                 _INSTANCES.c.status, _INSTANCES.c.version, _INSTANCES.c.started_at, _INSTANCES.c.ended_at,
+                 _INSTANCES.c.started_by, _INSTANCES.c.parent_instance_id, _INSTANCES.c.summary]
+
+
+def _load_statement(with_state: bool, lock: bool):
+    q = select(*_LOAD_COLUMNS, _INSTANCES.c.state) if with_state else select(*_LOAD_COLUMNS)
+    q = q.where(_INSTANCES.c.id == bindparam("b_id"))
+    return q.with_for_update() if lock else q
+
+
+# the read of an instance, by (with its state, under a row lock), each built once
+_LOAD = {(with_state, lock): _load_statement(with_state, lock) for with_state in (True, False) for lock in (True, False)}
+_TASKS = Task.__table__
+
+
+def _task_with_instance_statement(with_state: bool, lock: bool):
+    instance = _LOAD_COLUMNS + [_INSTANCES.c.state] if with_state else _LOAD_COLUMNS
+    q = (select(*_TASKS.c, *[c.label(f"of_instance_{c.name}") for c in instance])
+         .select_from(_TASKS.join(_INSTANCES, _INSTANCES.c.id == _TASKS.c.instance_id))
+         .where(_TASKS.c.id == bindparam("task_id")))
+    return q.with_for_update(of=_INSTANCES) if lock else q
+
+
+# a command's one locking read on a task: the task joined with its instance, built once
+_TASK_WITH_INSTANCE = {(with_state, lock): _task_with_instance_statement(with_state, lock)
+                       for with_state in (True, False) for lock in (True, False)}
+_LOAD_STATE = select(_INSTANCES.c.state).where(_INSTANCES.c.id == bindparam("b_id"))
 
 
 @dataclass
@@ -89,29 +132,46 @@ class WorkflowCache:
     def __init__(self, size: int = 512):
         self.size = size
         self._items: OrderedDict[str, tuple[int, BpmnWorkflow, Snapshot]] = OrderedDict()
+        self._owners: dict[str, str] = {}  # open human task id -> its cached instance's id
         self._lock = threading.Lock()
 
     def __contains__(self, instance_id: str) -> bool:
         return instance_id in self._items
 
+    def owner_of(self, task_id: str) -> str | None:
+        """The instance of an open human task, if that instance is cached."""
+        return self._owners.get(task_id)
+
+    def _forget(self, item) -> None:
+        for task_id in item[2].human:
+            self._owners.pop(task_id, None)
+
     def take(self, instance_id: str, version: int) -> tuple[BpmnWorkflow, Snapshot] | None:
         """The workflow and its snapshot as saved, if the cached entry is of this version."""
         with self._lock:
             item = self._items.pop(instance_id, None)
+            if item is not None:
+                self._forget(item)
         if item is not None and item[0] == version:
             return item[1], item[2]
         return None
 
     def put(self, instance_id: str, version: int, workflow: BpmnWorkflow, seen: Snapshot) -> None:
         with self._lock:
+            old = self._items.get(instance_id)
+            if old is not None:
+                self._forget(old)
             self._items[instance_id] = (version, workflow, seen)
             self._items.move_to_end(instance_id)
+            self._owners.update(dict.fromkeys(seen.human, instance_id))
             while len(self._items) > self.size:
-                self._items.popitem(last=False)
+                self._forget(self._items.popitem(last=False)[1])
 
     def drop(self, instance_id: str) -> None:
         with self._lock:
-            self._items.pop(instance_id, None)
+            item = self._items.pop(instance_id, None)
+            if item is not None:
+                self._forget(item)
 
 
 class UseCase:
@@ -203,18 +263,16 @@ class Store(UseCase):
         return self.serializer.load_spec(info.id, blob)
 
     def load(self, s: Session, instance_id: str, *, for_update: bool = True) -> Loaded:
-        table = ProcessInstance.__table__
-        columns = [table.c.id, table.c.definition_id, table.c.process_key, table.c.business_key,
-                   table.c.status, table.c.version, table.c.started_at, table.c.ended_at, table.c.started_by,
-                   table.c.parent_instance_id, table.c.summary]
-        with_state = instance_id not in self.workflows  # a cached workflow needs no state read
-        q = select(*columns, table.c.state) if with_state else select(*columns)
-        q = q.where(table.c.id == instance_id)
-        if for_update and not self.db.is_sqlite:
-            q = q.with_for_update()
-        found = s.execute(q).first()
+        lock = for_update and not self.db.is_sqlite
+        prefetched = s.info.get("prefetched", {}).pop(instance_id, None)
+        if prefetched is not None and prefetched[2] == lock:  # read with the task (task_record)
+            found, with_state = prefetched[0], prefetched[1]
+        else:
+            with_state = instance_id not in self.workflows  # a cached workflow needs no state read
+            found = s.connection().execute(_LOAD[with_state, lock], {"b_id": instance_id}).first()
         if found is None:
             raise NotFound(f"process instance '{instance_id}' does not exist", instance_id=instance_id)
+        columns = _LOAD_COLUMNS
         row = InstanceRecord(*found[:len(columns)])
         state = found[len(columns)] if with_state else None
         if row.status != "active":
@@ -226,7 +284,7 @@ class Store(UseCase):
             workflow, before = cached
         else:
             if state is None:  # the cached entry was of another version
-                state = s.execute(select(table.c.state).where(table.c.id == instance_id)).scalar_one()
+                state = s.connection().execute(_LOAD_STATE, {"b_id": instance_id}).scalar_one()
             spec, subprocess_specs = self.specs(s, definition)
             workflow = self.serializer.load_state(state, spec, subprocess_specs)
             before = snapshot(workflow)
@@ -290,30 +348,29 @@ class Store(UseCase):
         row.summary = summary
         search = " ".join([row.business_key or ""] + [str(v) for v in summary.values()]).strip() or None
 
-        table = ProcessInstance.__table__
+        conn = s.connection()  # the writes go to the command's connection, not through the ORM
         if is_new:
-            s.execute(table.insert().values(
-                id=row.id, definition_id=row.definition_id, process_key=row.process_key,
-                business_key=row.business_key, status=row.status, state=state, version=row.version,
-                started_at=row.started_at, ended_at=row.ended_at, started_by=row.started_by,
-                parent_instance_id=row.parent_instance_id, search_text=search, summary=summary))
+            conn.execute(INSERT_INSTANCE, {
+                "id": row.id, "definition_id": row.definition_id, "process_key": row.process_key,
+                "business_key": row.business_key, "status": row.status, "state": state, "version": row.version,
+                "started_at": row.started_at, "ended_at": row.ended_at, "started_by": row.started_by,
+                "parent_instance_id": row.parent_instance_id, "search_text": search, "summary": summary})
         else:
-            values = {"state": state, "status": row.status, "ended_at": row.ended_at, "version": row.version + 1}
+            values = {"state": state, "status": row.status, "ended_at": row.ended_at, "version": row.version + 1,
+                      "b_id": row.id, "b_version": row.version}
             if summary != before.summary:
                 values.update(summary=summary, search_text=search)
                 # the open tasks are searched by the same text (a patient number entered later)
-                s.execute(update(Task).where(Task.instance_id == row.id, Task.status == "open")
-                          .values(search_text=search).execution_options(synchronize_session=False))
-            result = s.execute(table.update().where(table.c.id == row.id, table.c.version == row.version)
-                               .values(**values))
+                conn.execute(Statements.search_open_tasks, {"b_instance": row.id, "b_search": search})
+            result = conn.execute(SAVE_INSTANCE, values)
             if result.rowcount != 1:
                 raise Conflict("the instance was changed by someone else at the same time; reload and retry",
                                instance_id=row.id)
             row.version += 1
 
-        save_variables(s, row.id, changed, removed, is_new)
-        sync_tasks(s, row, definition, before, after, cmd, search, now, self.settings.due_soon_minutes)
-        sync_waits(s, row, before, after)
+        save_variables(conn, row.id, changed, removed, is_new)
+        sync_tasks(conn, row, definition, before, after, cmd, search, now, self.settings.due_soon_minutes)
+        sync_waits(conn, row, before, after)
         if before.external or after.external:
             self.engine.external_tasks.sync(s, row, definition, before, after, cmd, now)
         self.engine.messages.route_thrown(s, row, workflow, cmd)
@@ -328,7 +385,7 @@ class Store(UseCase):
                             "details": {"changed": {k: json_safe(v) for k, v in changed.items()},
                                         "removed": removed}})
         if history:
-            s.execute(HistoryEvent.__table__.insert(), history)
+            conn.execute(INSERT_HISTORY, history)
         if not workflow.completed:
             s.info.setdefault("workflows", []).append((row.id, row.version, workflow, after))
 
@@ -338,11 +395,21 @@ class Store(UseCase):
                            element_id=element_id, element_name=element_name, task_id=task_id,
                            details=json_safe(details or {})))
 
-    def task_record(self, s: Session, task_id: str):
-        """The task row without the ORM (the hot path of completing)."""
-        found = s.execute(self._stmt_task_by_id, {"task_id": task_id}).first()
+    def task_record(self, s: Session, task_id: str, *, with_instance: bool = False):
+        """The task row without the ORM (the hot path of completing). With `with_instance` it is
+        the command's one locking read: the task joined with its instance (the instance row locked
+        on PostgreSQL), and `load` of that instance in the same session uses what was read."""
+        if not with_instance:
+            found = s.execute(self._stmt_task_by_id, {"task_id": task_id}).first()
+            if found is None:
+                raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
+            return found
+        with_state = self.workflows.owner_of(task_id) is None  # a cached workflow needs no state read
+        lock = not self.db.is_sqlite
+        found = s.connection().execute(_TASK_WITH_INSTANCE[with_state, lock], {"task_id": task_id}).first()
         if found is None:
             raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
+        s.info.setdefault("prefetched", {})[found.instance_id] = (found[len(_TASKS.c):], with_state, lock)
         return found
 
     def load_task(self, s: Session, task_id: str) -> Task:

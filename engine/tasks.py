@@ -117,7 +117,7 @@ class Tasks(UseCase):
         if submission is None:
             variables = check_variables(variables)
         with self.store.command() as s:
-            task = self.store.task_record(s, task_id)
+            task = self.store.task_record(s, task_id, with_instance=True)  # the one locking read
             self.require_open(task)
             if task.assignee and user and task.assignee != user:
                 raise Conflict(f"task '{task.name}' is assigned to {task.assignee}", task_id=task_id,
