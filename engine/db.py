@@ -49,6 +49,7 @@ class Database:
                                         connect_args={"check_same_thread": False, "timeout": 30})
             self._setup_sqlite(self.engine)
             self.write_engine = self.engine.execution_options(sqlite_immediate=True)
+            self.late_write_engine = self.engine.execution_options(sqlite_immediate="late")
         else:
             # No pre-ping per checkout (a round trip each time): connections are recycled before
             # servers or proxies drop idle ones, and a connection that died anyway fails its
@@ -56,7 +57,7 @@ class Database:
             # caller's retry gets a fresh connection.
             self.engine = create_engine(self.url, echo=echo, pool_recycle=1800, pool_size=10,
                                         max_overflow=20)
-            self.write_engine = self.engine
+            self.write_engine = self.late_write_engine = self.engine
         # Reads on PostgreSQL run without a transaction of their own (AUTOCOMMIT): under READ
         # COMMITTED each statement sees its own snapshot either way, and no BEGIN/ROLLBACK is
         # sent — a ROLLBACK would make psycopg DEALLOCATE ALL, so prepared statements would never
@@ -65,6 +66,7 @@ class Database:
                             else self.engine.execution_options(isolation_level="AUTOCOMMIT"))
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._late_write_sessions = sessionmaker(self.late_write_engine, expire_on_commit=False)
 
     @staticmethod
     def _setup_sqlite(engine: Engine) -> None:
@@ -81,15 +83,33 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
-            if conn.get_execution_options().get("sqlite_immediate"):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.exec_driver_sql("BEGIN")
+            mode = conn.get_execution_options().get("sqlite_immediate")
+            conn.info["sqlite_reading"] = False
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode is True else "BEGIN")
+            # a late-locking command reads in a deferred transaction (one snapshot, no lock)
+            conn.info["sqlite_reading"] = mode == "late"
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _write_lock_before_first_write(conn, _cursor, statement, _parameters, _context, _executemany):
+            # A late-locking command takes the write lock at its first write: its read snapshot
+            # ends and BEGIN IMMEDIATE starts the transaction that writes and commits; what it
+            # read before is checked by its version guard (the first write).
+            if conn.info.get("sqlite_reading") and statement.lstrip()[:6].upper() != "SELECT":
+                conn.info["sqlite_reading"] = False
+                dbapi_connection = conn.connection.dbapi_connection
+                dbapi_connection.execute("COMMIT")
+                dbapi_connection.execute("BEGIN IMMEDIATE")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A write unit of work: commits on success, rolls back on any error."""
-        session = self._write_sessions()
+    def transaction(self, *, late_write_lock: bool = False) -> Iterator[Session]:
+        """A write unit of work: commits on success, rolls back on any error.
+
+        With `late_write_lock`, on SQLite the reads and the work before the first write run
+        without the write lock (BEGIN IMMEDIATE comes with the first write), so the lock is held
+        for the writes alone: only for commands whose first write is guarded by an optimistic
+        version check (the instance's state UPDATE), which then catches whatever changed since
+        their reads. On PostgreSQL it changes nothing (rows are locked with FOR UPDATE)."""
+        session = (self._late_write_sessions if late_write_lock else self._write_sessions)()
         try:
             yield session
             session.commit()

@@ -43,7 +43,7 @@ class Instances(UseCase):
         if business_key is not None and (not isinstance(business_key, str) or len(business_key) > 255
                                          or "\x00" in business_key):
             raise InvalidInput("businessKey must be text of at most 255 characters")
-        with self.store.command() as s:
+        with self.store.command(optimistic=True) as s:
             return self.start_in(s, process_key, definition_id, business_key, variables, user,
                                  parent_instance_id, start_event)
 

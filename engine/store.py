@@ -212,9 +212,14 @@ class Store(UseCase):
         self._stmt_task_by_id = select(Task.__table__).where(Task.__table__.c.id == bindparam("task_id"))
 
     @contextlib.contextmanager
-    def command(self) -> Iterator[Session]:
-        """One engine command: one transaction; live workflows are cached only after the commit."""
-        with self.db.transaction() as s:
+    def command(self, *, optimistic: bool = False) -> Iterator[Session]:
+        """One engine command: one transaction; live workflows are cached only after the commit.
+
+        `optimistic`: the command's first write is `save`'s version-guarded state write (start,
+        complete), so on SQLite it loads and runs the engine before taking the write lock
+        (Database.transaction's late_write_lock); a concurrent change makes the guard fail with
+        Conflict."""
+        with self.db.transaction(late_write_lock=optimistic) as s:
             yield s
         for instance_id, version, workflow, seen in s.info.get("workflows", []):
             self.workflows.put(instance_id, version, workflow, seen)
@@ -360,13 +365,15 @@ class Store(UseCase):
                       "b_id": row.id, "b_version": row.version}
             if summary != before.summary:
                 values.update(summary=summary, search_text=search)
-                # the open tasks are searched by the same text (a patient number entered later)
-                conn.execute(Statements.search_open_tasks, {"b_instance": row.id, "b_search": search})
+            # the first write of the command: the version guard (optimistic commands read before it)
             result = conn.execute(SAVE_INSTANCE, values)
             if result.rowcount != 1:
                 raise Conflict("the instance was changed by someone else at the same time; reload and retry",
                                instance_id=row.id)
             row.version += 1
+            if summary != before.summary:
+                # the open tasks are searched by the same text (a patient number entered later)
+                conn.execute(Statements.search_open_tasks, {"b_instance": row.id, "b_search": search})
 
         save_variables(conn, row.id, changed, removed, is_new)
         sync_tasks(conn, row, definition, before, after, cmd, search, now, self.settings.due_soon_minutes)

@@ -116,7 +116,7 @@ class Tasks(UseCase):
         for tasks that were open before and still are (parallel branches)."""
         if submission is None:
             variables = check_variables(variables)
-        with self.store.command() as s:
+        with self.store.command(optimistic=True) as s:
             task = self.store.task_record(s, task_id, with_instance=True)  # the one locking read
             self.require_open(task)
             if task.assignee and user and task.assignee != user:

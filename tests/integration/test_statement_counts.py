@@ -211,3 +211,49 @@ def test_transactions_of_one_rest_complete(app, staff_engine):  # noqa: F811 (fi
 
 CLICK_TRANSACTIONS = 2  # the sign-in check, the command (its result has the next steps)
 REST_TRANSACTIONS = 3  # the credentials check, the API's visibility check, the command
+
+
+def test_sqlite_command_runs_the_engine_without_holding_the_write_lock(engine):
+    """On SQLite a complete loads and runs the engine before BEGIN IMMEDIATE (its version guard
+    checks what it read), so another command commits while the first one is still working, instead
+    of queueing behind the write lock for the whole command."""
+    import threading
+
+    engine.deploy([(DMN.name, DMN.read_bytes()), (BPMN.name, BPMN.read_bytes())])
+    variables = {"category": "收费争议", "amount": 10, "urgent": True, "patientName": "患者"}
+    first = engine.start("triage_flow", business_key="L-1", variables=variables, user="frontdesk")
+    second = engine.start("triage_flow", business_key="L-2", variables=variables, user="frontdesk")
+    slow_task = engine.list_tasks(TaskQuery(instance_id=first["id"], limit=1))[0]
+    quick_task = engine.list_tasks(TaskQuery(instance_id=second["id"], limit=1))[0]
+
+    working, release = threading.Event(), threading.Event()
+    run_engine = engine.store.run_engine
+
+    def held_run_engine(*args, **kwargs):
+        if threading.current_thread() is slow:
+            working.set()
+            release.wait(5)
+        return run_engine(*args, **kwargs)
+
+    engine.store.run_engine = held_run_engine
+    outcome = {}
+
+    def complete_slowly():
+        try:
+            outcome["slow"] = engine.complete(slow_task["id"], {}, user="frontdesk")
+        except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
+            outcome["slow"] = exc
+
+    slow = threading.Thread(target=complete_slowly)
+    slow.start()
+    try:
+        assert working.wait(10)
+        engine.complete(quick_task["id"], {}, user="frontdesk")
+        # the other command committed while the first one was still in its engine work
+        assert not release.is_set() and slow.is_alive()
+    finally:
+        release.set()
+        slow.join(30)
+    assert isinstance(outcome["slow"], dict), outcome
+    assert engine.get_task(slow_task["id"])["status"] == "completed"
+    assert engine.get_task(quick_task["id"])["status"] == "completed"
