@@ -27,6 +27,11 @@ class Conflict(EngineError):
     code = "conflict"
 
 
+class StaleInstance(Conflict):
+    """The instance changed between the command's read and its write (the version guard): the
+    command may simply run again on the fresh state."""
+
+
 class Forbidden(EngineError):
     code = "forbidden"
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from engine.dialect import dmn
 from engine.dialect.scripting import DialectScriptEngine, Runtime, budgets_from
-from engine.errors import Conflict, NotFound, ProcessError
+from engine.errors import Conflict, NotFound, ProcessError, StaleInstance
 from engine.models import HistoryEvent, ProcessDefinition, ProcessInstance, Task
 from engine.projections import (
     Snapshot,
@@ -368,8 +368,8 @@ class Store(UseCase):
             # the first write of the command: the version guard (optimistic commands read before it)
             result = conn.execute(SAVE_INSTANCE, values)
             if result.rowcount != 1:
-                raise Conflict("the instance was changed by someone else at the same time; reload and retry",
-                               instance_id=row.id)
+                raise StaleInstance("the instance was changed by someone else at the same time; reload and retry",
+                                    instance_id=row.id)
             row.version += 1
             if summary != before.summary:
                 # the open tasks are searched by the same text (a patient number entered later)

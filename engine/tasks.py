@@ -13,11 +13,13 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
-from engine.errors import Conflict, InvalidInput
+from engine.errors import Conflict, InvalidInput, StaleInstance
 from engine.forms import TaskForm
 from engine.models import Task, TaskCandidate, User
 from engine.store import Command, UseCase
 from engine.variables import check_variables, json_safe
+
+STALE_RETRIES = 3  # runs of a complete whose instance changed between its read and its write
 
 
 class Tasks(UseCase):
@@ -116,6 +118,18 @@ class Tasks(UseCase):
         for tasks that were open before and still are (parallel branches)."""
         if submission is None:
             variables = check_variables(variables)
+        # On SQLite the engine works before the write lock (Store.command's optimistic mode): when
+        # another command changed the instance meanwhile (a parallel branch, an SMS task), run again
+        # on the fresh state, as the command would have had it waited for the lock.
+        for attempt in range(STALE_RETRIES):
+            try:
+                return self._complete(task_id, variables, user, require_assignee, submission)
+            except StaleInstance:
+                if attempt == STALE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _complete(self, task_id, variables, user, require_assignee, submission) -> dict:
         with self.store.command(optimistic=True) as s:
             task = self.store.task_record(s, task_id, with_instance=True)  # the one locking read
             self.require_open(task)

@@ -257,3 +257,48 @@ def test_sqlite_command_runs_the_engine_without_holding_the_write_lock(engine):
     assert isinstance(outcome["slow"], dict), outcome
     assert engine.get_task(slow_task["id"])["status"] == "completed"
     assert engine.get_task(quick_task["id"])["status"] == "completed"
+
+
+def test_a_complete_whose_instance_changed_meanwhile_runs_again_on_the_fresh_state(engine):
+    """SQLite: while a complete is in its engine work (before the write lock), another command
+    changes the same instance. The complete's version guard notices and it runs again on the fresh
+    state, as it would had it queued for the lock: the user sees success, and nothing is lost."""
+    import threading
+
+    engine.deploy([(DMN.name, DMN.read_bytes()), (BPMN.name, BPMN.read_bytes())])
+    variables = {"category": "收费争议", "amount": 10, "urgent": True, "patientName": "患者"}
+    instance = engine.start("triage_flow", business_key="S-1", variables=variables, user="frontdesk")
+    task = engine.list_tasks(TaskQuery(instance_id=instance["id"], limit=1))[0]
+
+    working, release = threading.Event(), threading.Event()
+    run_engine = engine.store.run_engine
+    runs = []
+
+    def held_run_engine(*args, **kwargs):
+        runs.append(threading.current_thread().name)
+        if threading.current_thread() is slow and len(runs) == 1:
+            working.set()
+            release.wait(5)
+        return run_engine(*args, **kwargs)
+
+    engine.store.run_engine = held_run_engine
+    outcome = {}
+
+    def complete_slowly():
+        try:
+            outcome["slow"] = engine.complete(task["id"], {}, user="frontdesk")
+        except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
+            outcome["slow"] = exc
+
+    slow = threading.Thread(target=complete_slowly, name="slow")
+    slow.start()
+    try:
+        assert working.wait(10)
+        engine.set_variables(instance["id"], {"note": "家属来电"}, user="director")
+    finally:
+        release.set()
+        slow.join(30)
+    assert isinstance(outcome["slow"], dict), outcome
+    assert len(runs) >= 2  # the first run met the changed instance and ran again
+    assert engine.get_task(task["id"])["status"] == "completed"
+    assert engine.get_variables(instance["id"])["note"]["value"] == "家属来电"
