@@ -27,6 +27,9 @@ class Conflict(EngineError):
     code = "conflict"
 
 
+STALE_RETRIES = 3  # runs of a command whose instance changed between its read and its write
+
+
 class StaleInstance(Conflict):
     """The instance changed between the command's read and its write (the version guard): the
     command may simply run again on the fresh state."""

@@ -15,7 +15,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, select, update
 
 from engine.dialect.scripting import DialectScriptEngine
-from engine.errors import Conflict, InvalidInput, NotFound
+from engine.errors import STALE_RETRIES, Conflict, InvalidInput, NotFound, StaleInstance
 from engine.models import (
     HistoryEvent,
     InstanceVariable,
@@ -43,9 +43,17 @@ class Instances(UseCase):
         if business_key is not None and (not isinstance(business_key, str) or len(business_key) > 255
                                          or "\x00" in business_key):
             raise InvalidInput("businessKey must be text of at most 255 characters")
-        with self.store.command(optimistic=True) as s:
-            return self.start_in(s, process_key, definition_id, business_key, variables, user,
-                                 parent_instance_id, start_event)
+        # a start that delivers a thrown message to another instance may meet that instance changed
+        # since it read it (SQLite reads before the write lock): run again on the fresh state
+        for attempt in range(STALE_RETRIES):
+            try:
+                with self.store.command(optimistic=True) as s:
+                    return self.start_in(s, process_key, definition_id, business_key, variables, user,
+                                         parent_instance_id, start_event)
+            except StaleInstance:
+                if attempt == STALE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def start_in(self, s, process_key, definition_id, business_key, variables, user, parent_instance_id,
                  start_event=None) -> dict:

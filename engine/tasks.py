@@ -13,13 +13,11 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
-from engine.errors import Conflict, InvalidInput, StaleInstance
+from engine.errors import STALE_RETRIES, Conflict, InvalidInput, StaleInstance
 from engine.forms import TaskForm
 from engine.models import Task, TaskCandidate, User
 from engine.store import Command, UseCase
 from engine.variables import check_variables, json_safe
-
-STALE_RETRIES = 3  # runs of a complete whose instance changed between its read and its write
 
 
 class Tasks(UseCase):
